@@ -1,0 +1,3 @@
+module github.com/skein-mq/skein
+
+go 1.26.8
