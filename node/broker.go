@@ -1,0 +1,229 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/skein-mq/skein/route"
+	"github.com/skein-mq/skein/session"
+)
+
+// Broker is the MQTT broker of one node. Create it with New, feed it listeners with
+// Serve (or single connections with ServeConn), and stop it with Shutdown.
+type Broker struct {
+	cfg      Config
+	log      *slog.Logger
+	now      func() time.Time
+	subs     *route.Trie[subKey, subEntry]
+	retained session.RetainedStore
+	shared   *sharedPicker
+	// Stats are the broker's counters.
+	Stats Stats
+	start time.Time
+
+	mu sync.Mutex // guards everything below
+	// clients maps a client id to its live connection (past CONNACK).
+	clients map[string]*conn
+	// sessions maps a client id to its session, live or kept for a later connection.
+	sessions map[string]*sessionRecord
+	// conns holds every connection, before CONNECT too, for Shutdown.
+	conns     map[*conn]struct{}
+	listeners map[net.Listener]struct{}
+	closing   bool
+
+	wg sync.WaitGroup // connection and accept goroutines
+}
+
+// sessionRecord is the broker's bookkeeping for one session.
+type sessionRecord struct {
+	s *session.Session
+	// expiry fires when an offline session's expiry interval ends.
+	expiry *time.Timer
+	// will fires when a delayed will (5.0) is due; pendingWill is that will,
+	// dropped if the client reconnects first.
+	will        *time.Timer
+	pendingWill *session.Message
+}
+
+// New returns a broker; it serves nothing until Serve or ServeConn.
+func New(cfg Config) (*Broker, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	now := cfg.Now
+	if now == nil {
+		now = time.Now
+	}
+	retained := cfg.Retained
+	if retained == nil {
+		retained = session.NewMemoryRetained()
+	}
+	strategy, _ := parseStrategy(cfg.SharedStrategy) // checked by Validate
+	return &Broker{
+		cfg:       cfg,
+		log:       log,
+		now:       now,
+		subs:      route.NewTrie[subKey, subEntry](),
+		retained:  retained,
+		shared:    newSharedPicker(strategy),
+		start:     now(),
+		clients:   make(map[string]*conn),
+		sessions:  make(map[string]*sessionRecord),
+		conns:     make(map[*conn]struct{}),
+		listeners: make(map[net.Listener]struct{}),
+	}, nil
+}
+
+// ErrClosed is returned by Serve once the broker is shutting down.
+var ErrClosed = errors.New("node: broker closed")
+
+// Serve accepts connections on ln until Shutdown or an accept error. It closes ln.
+func (b *Broker) Serve(ln net.Listener) error {
+	b.mu.Lock()
+	if b.closing {
+		b.mu.Unlock()
+		ln.Close()
+		return ErrClosed
+	}
+	b.listeners[ln] = struct{}{}
+	b.wg.Add(1)
+	b.mu.Unlock()
+	defer b.wg.Done()
+	defer func() {
+		b.mu.Lock()
+		delete(b.listeners, ln)
+		b.mu.Unlock()
+		ln.Close()
+	}()
+	b.log.Info("listening", "addr", ln.Addr().String())
+	var backoff time.Duration
+	for {
+		nc, err := ln.Accept()
+		if err != nil {
+			if b.isClosing() {
+				return ErrClosed
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() || errors.Is(err, syscall.EMFILE) {
+				// Out of file descriptors or a transient failure: back off instead of
+				// spinning, as net/http does.
+				backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
+				b.log.Warn("accept failed, retrying", "err", err, "backoff", backoff)
+				time.Sleep(backoff)
+				continue
+			}
+			return fmt.Errorf("accept on %s: %w", ln.Addr(), err)
+		}
+		backoff = 0
+		b.ServeConn(nc)
+	}
+}
+
+// ServeConn runs the MQTT protocol on one accepted connection (TCP, TLS or a
+// WebSocket adapted to net.Conn) in its own goroutines and returns at once.
+func (b *Broker) ServeConn(nc net.Conn) {
+	c := newConn(b, nc)
+	b.mu.Lock()
+	if b.closing {
+		b.mu.Unlock()
+		nc.Close()
+		return
+	}
+	b.conns[c] = struct{}{}
+	b.wg.Add(1)
+	b.mu.Unlock()
+	b.Stats.ConnectionsTotal.Add(1)
+	go func() {
+		defer b.wg.Done()
+		c.run()
+	}()
+}
+
+func (b *Broker) isClosing() bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.closing
+}
+
+// Shutdown stops accepting, disconnects every client (5.0: DISCONNECT 0x8B) after
+// flushing what is queued for it, and waits for every goroutine to end or ctx to
+// expire, in which case the remaining sockets are closed hard.
+func (b *Broker) Shutdown(ctx context.Context) error {
+	b.mu.Lock()
+	b.closing = true
+	for ln := range b.listeners {
+		ln.Close()
+	}
+	conns := make([]*conn, 0, len(b.conns))
+	for c := range b.conns {
+		conns = append(conns, c)
+	}
+	for _, r := range b.sessions {
+		r.stopTimers()
+	}
+	b.mu.Unlock()
+	for _, c := range conns {
+		c.kick(closeShutdown)
+	}
+	done := make(chan struct{})
+	go func() {
+		b.wg.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		for _, c := range conns {
+			c.nc.Close()
+		}
+		<-done
+		return fmt.Errorf("shutdown: %w", ctx.Err())
+	}
+}
+
+func (r *sessionRecord) stopTimers() {
+	if r.expiry != nil {
+		r.expiry.Stop()
+		r.expiry = nil
+	}
+	if r.will != nil {
+		r.will.Stop()
+		r.will = nil
+	}
+	r.pendingWill = nil
+}
+
+// removeConn forgets c once its goroutines are done.
+func (b *Broker) removeConn(c *conn) {
+	b.mu.Lock()
+	delete(b.conns, c)
+	b.mu.Unlock()
+}
+
+// SessionCount returns the number of sessions, online and offline.
+func (b *Broker) SessionCount() int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return len(b.sessions)
+}
+
+// SubscriptionCount returns the number of (filter, session) subscriptions.
+func (b *Broker) SubscriptionCount() int { return b.subs.Len() }
+
+// RetainedCount returns the number of retained messages.
+func (b *Broker) RetainedCount() int { return b.retained.Len() }
+
+// Uptime returns how long the broker has run.
+func (b *Broker) Uptime() time.Duration { return b.now().Sub(b.start) }

@@ -1,0 +1,94 @@
+package node
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/skein-mq/skein/proto"
+	"github.com/skein-mq/skein/session"
+)
+
+// Config configures a Broker. Start from DefaultConfig.
+type Config struct {
+	// Logger receives the broker's logs; nil discards them.
+	Logger *slog.Logger
+	// ConnectTimeout closes a connection that sends no CONNECT within it.
+	ConnectTimeout time.Duration
+	// MaxPacketSize bounds every packet a client sends (and, in 5.0, is announced in
+	// CONNACK). A larger packet closes the connection (5.0: DISCONNECT 0x95).
+	MaxPacketSize int
+	// MaxQoS is the highest QoS granted to subscriptions and accepted from publishers.
+	MaxQoS byte
+	// ReceiveMaximum is how many QoS 1/2 publishes a 5.0 client may have unacknowledged
+	// towards the broker; it also bounds QoS 2 ids awaiting PUBREL for older clients.
+	ReceiveMaximum int
+	// TopicAliasMaximum is how many topic aliases a 5.0 client may use towards the broker.
+	TopicAliasMaximum int
+	// WriteTimeout closes a connection whose client stops reading for this long.
+	WriteTimeout time.Duration
+	// MaxWriteQueue bounds the packets waiting in one connection's write queue;
+	// beyond it QoS 0 messages for that client are dropped and counted.
+	MaxWriteQueue int
+	// Session bounds each session's inflight window and queue.
+	Session session.Config
+	// Retained stores retained messages; nil means in memory.
+	Retained session.RetainedStore
+	// SharedStrategy picks the member of a shared subscription group that gets a
+	// message: "round_robin" (default), "random", "hash_clientid" or "hash_topic".
+	SharedStrategy string
+	// Now returns the current time; nil means time.Now. Tests may replace it.
+	Now func() time.Time
+}
+
+// DefaultConfig returns the defaults of a standalone node.
+func DefaultConfig() Config {
+	return Config{
+		ConnectTimeout:    10 * time.Second,
+		MaxPacketSize:     1 << 20,
+		MaxQoS:            2,
+		ReceiveMaximum:    1024,
+		TopicAliasMaximum: 64,
+		WriteTimeout:      30 * time.Second,
+		MaxWriteQueue:     4096,
+		Session:           session.DefaultConfig(),
+		SharedStrategy:    "round_robin",
+	}
+}
+
+// Validate checks the configuration and names the setting at fault.
+func (c *Config) Validate() error {
+	var errs []error
+	if c.ConnectTimeout <= 0 {
+		errs = append(errs, fmt.Errorf("connect timeout %v: must be positive", c.ConnectTimeout))
+	}
+	if c.MaxPacketSize < 16 || c.MaxPacketSize > proto.MaxVarint+5 {
+		errs = append(errs, fmt.Errorf("max packet size %d: must be 16..%d", c.MaxPacketSize, proto.MaxVarint+5))
+	}
+	if c.MaxQoS > 2 {
+		errs = append(errs, fmt.Errorf("max qos %d: must be 0, 1 or 2", c.MaxQoS))
+	}
+	if c.ReceiveMaximum < 1 || c.ReceiveMaximum > 65535 {
+		errs = append(errs, fmt.Errorf("receive maximum %d: must be 1..65535", c.ReceiveMaximum))
+	}
+	if c.TopicAliasMaximum < 0 || c.TopicAliasMaximum > 65535 {
+		errs = append(errs, fmt.Errorf("topic alias maximum %d: must be 0..65535", c.TopicAliasMaximum))
+	}
+	if c.WriteTimeout <= 0 {
+		errs = append(errs, fmt.Errorf("write timeout %v: must be positive", c.WriteTimeout))
+	}
+	if c.MaxWriteQueue < 16 {
+		errs = append(errs, fmt.Errorf("max write queue %d: must be at least 16", c.MaxWriteQueue))
+	}
+	if _, err := parseStrategy(c.SharedStrategy); err != nil {
+		errs = append(errs, err)
+	}
+	if err := c.Session.Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("node config: %w", err)
+	}
+	return nil
+}

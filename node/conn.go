@@ -1,0 +1,199 @@
+package node
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/skein-mq/skein/proto"
+	"github.com/skein-mq/skein/session"
+)
+
+// conn is one client connection. The reader goroutine (run) owns every field not
+// marked otherwise; the writer goroutine owns the write buffer.
+type conn struct {
+	b   *Broker
+	nc  net.Conn
+	br  *bufio.Reader
+	log *slog.Logger
+
+	version   proto.Version
+	clientID  string
+	keepAlive time.Duration
+	// will is the will of this connection, published if it ends abnormally.
+	will *proto.Will
+	// sess is the attached session, set after CONNACK.
+	sess *session.Session
+	// expiry is the session expiry interval (5.0) in force; for 3.1.1, 0 for a
+	// clean session and never (0xFFFFFFFF) for a persistent one.
+	expiry uint32
+	// clientReceiveMax and clientMaxPacket are the 5.0 client's limits (0: none sent).
+	clientReceiveMax int
+	clientMaxPacket  int
+	// aliases are the topic aliases the client set (5.0), index alias-1.
+	aliases    []string
+	username   string
+	assignedID bool // the broker generated the client id
+
+	// reason and code say why the connection ends; set once, by whoever ends it.
+	reasonOnce sync.Once
+	reason     closeReason
+	code       proto.ReasonCode
+	// kicked is set when another goroutine asked the reader to stop.
+	kicked atomic.Bool
+	// cleanDisconnect is set when the client sent DISCONNECT that suppresses the will.
+	cleanDisconnect bool
+
+	w writer
+	// done is closed when the connection is fully torn down (session detached, will
+	// handled): a takeover waits on it.
+	done chan struct{}
+}
+
+func newConn(b *Broker, nc net.Conn) *conn {
+	c := &conn{
+		b:    b,
+		nc:   nc,
+		log:  b.log.With("remote", nc.RemoteAddr().String()),
+		done: make(chan struct{}),
+	}
+	c.w.init(c)
+	return c
+}
+
+// setReason records why the connection ends; the first caller wins.
+func (c *conn) setReason(r closeReason, code proto.ReasonCode) {
+	c.reasonOnce.Do(func() {
+		c.reason = r
+		c.code = code
+	})
+}
+
+// kick asks the connection to close from another goroutine: it unblocks the reader,
+// which tears the connection down and sends DISCONNECT with the reason's code (5.0).
+func (c *conn) kick(r closeReason) {
+	code := proto.ReasonCode(0)
+	switch r {
+	case closeTakenOver:
+		code = proto.SessionTakenOver
+	case closeShutdown:
+		code = proto.ServerShuttingDown
+	case closeKicked:
+		code = proto.AdministrativeAction
+	case closeSlowConsumer:
+		code = proto.QuotaExceeded
+	}
+	c.setReason(r, code)
+	c.kicked.Store(true)
+	// A past deadline makes the blocked Read return at once without closing the
+	// socket, so the writer can still flush the DISCONNECT.
+	_ = c.nc.SetReadDeadline(time.Unix(1, 0)) // fails only if already closed: then the read fails too
+}
+
+// run is the connection's reader goroutine: CONNECT, then the packet loop, then
+// teardown.
+func (c *conn) run() {
+	defer close(c.done)
+	defer c.b.removeConn(c)
+	c.br = bufio.NewReaderSize(countingReader{c.nc, &c.b.Stats.BytesReceived}, 4096)
+	go c.w.loop()
+
+	err := c.connect()
+	if err == nil {
+		err = c.readLoop()
+	}
+	c.classify(err)
+	c.teardown()
+}
+
+// readLoop reads packets until an error or a DISCONNECT.
+func (c *conn) readLoop() error {
+	for {
+		if c.keepAlive > 0 {
+			// [MQTT-3.1.2-24] close after one and a half keepalive periods of silence.
+			_ = c.nc.SetReadDeadline(time.Now().Add(c.keepAlive * 3 / 2)) // an error shows in the read
+		}
+		p, err := proto.ReadPacket(c.br, c.version, c.b.cfg.MaxPacketSize)
+		if err != nil {
+			return err
+		}
+		if c.kicked.Load() {
+			return errKicked
+		}
+		if err := c.handle(p); err != nil {
+			return err
+		}
+	}
+}
+
+var (
+	errKicked     = errors.New("node: connection closed by the broker")
+	errDisconnect = errors.New("node: client sent DISCONNECT")
+	errRefused    = errors.New("node: connection refused")
+)
+
+// classify turns the error that ended the read loop into a close reason and the 5.0
+// DISCONNECT code to send, unless a reason was set already.
+func (c *conn) classify(err error) {
+	var pe *proto.Error
+	var ne net.Error
+	switch {
+	case c.kicked.Load() || errors.Is(err, errKicked):
+		// kick set the reason.
+	case errors.Is(err, errDisconnect):
+		c.setReason(closeClientDisconnect, 0)
+	case errors.Is(err, errRefused):
+		c.setReason(closeRefused, 0)
+	case errors.As(err, &pe):
+		r := closeProtocolError
+		if pe.Code == proto.PacketTooLarge {
+			r = closeTooLarge
+		}
+		c.setReason(r, pe.Code)
+	case errors.As(err, &ne) && ne.Timeout() || errors.Is(err, os.ErrDeadlineExceeded):
+		if c.sess == nil {
+			c.setReason(closeConnectTimeout, 0)
+		} else {
+			c.setReason(closeKeepAlive, proto.KeepAliveTimeout)
+		}
+	case errors.Is(err, io.EOF):
+		c.setReason(closeEOF, 0)
+	default:
+		c.setReason(closeNetworkError, 0)
+	}
+	level := slog.LevelDebug
+	if c.reason == closeProtocolError || c.reason == closeTooLarge || c.reason == closeSlowConsumer {
+		level = slog.LevelWarn
+	}
+	c.log.Log(context.Background(), level, "connection closed", "reason", c.reason.String(), "err", err)
+}
+
+// teardown flushes and closes the socket, then settles the session and the will.
+func (c *conn) teardown() {
+	c.b.Stats.Closed[c.reason].Add(1)
+	if c.version == proto.V5 && c.sess != nil && c.code != 0 {
+		// [MQTT-4.13.2-1] tell a 5.0 client why, before closing.
+		c.w.pushControl(&proto.Disconnect{ReasonCode: c.code})
+	}
+	c.w.stop()
+	c.b.connectionGone(c)
+}
+
+// countingReader counts the bytes read from the socket.
+type countingReader struct {
+	r io.Reader
+	n *atomic.Int64
+}
+
+func (cr countingReader) Read(p []byte) (int, error) {
+	n, err := cr.r.Read(p)
+	cr.n.Add(int64(n))
+	return n, err
+}

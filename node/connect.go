@@ -1,0 +1,294 @@
+package node
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/skein-mq/skein/proto"
+	"github.com/skein-mq/skein/session"
+)
+
+// neverExpires is the 5.0 session expiry interval meaning "never" [MQTT-3.1.2-?]:
+// 0xFFFFFFFF. 3.1.1 persistent sessions use it too.
+const neverExpires = 0xFFFFFFFF
+
+// connect reads and answers CONNECT. On success the session is attached and
+// CONNACK queued; otherwise it returns the error that ends the connection (after
+// queueing a refusing CONNACK where the specification asks for one).
+func (c *conn) connect() error {
+	_ = c.nc.SetReadDeadline(time.Now().Add(c.b.cfg.ConnectTimeout)) // an error shows in the read
+	p, err := proto.ReadPacket(c.br, 0, c.b.cfg.MaxPacketSize)
+	if err != nil {
+		if proto.CodeOf(err, 0) == proto.UnsupportedProtocolVersion {
+			// [MQTT-3.1.2-2] a level we do not speak: CONNACK 0x01 in 3.1.1 form.
+			c.version = proto.V311
+			c.w.pushControl(&proto.Connack{ReasonCode: proto.ConnRefusedProtocolVersion})
+			return fmt.Errorf("%w: %w", errRefused, err)
+		}
+		return fmt.Errorf("read CONNECT: %w", err)
+	}
+	cp, ok := p.(*proto.Connect)
+	if !ok { // [MQTT-3.1.0-1]
+		return &proto.Error{Code: proto.ProtocolError, Msg: fmt.Sprintf("first packet is %s, not CONNECT", p.Type())}
+	}
+	c.version = cp.Version
+	if code := c.checkConnect(cp); code != proto.Success {
+		c.refuse(code)
+		return fmt.Errorf("%w: %s", errRefused, code)
+	}
+	c.log = c.log.With("client_id", c.clientID)
+
+	present, err := c.b.register(c, cp.CleanStart)
+	if err != nil {
+		c.refuse(proto.ServerUnavailable)
+		return fmt.Errorf("%w: %w", errRefused, err)
+	}
+	c.w.pushControl(c.connack(present))
+	c.b.Stats.connected()
+	// Resent inflight messages follow CONNACK [MQTT-4.4.0-1].
+	c.sess.Attach(&c.w, c.clientReceiveMax, c.b.now())
+	c.log.Debug("connected", "version", c.version.String(), "clean_start", cp.CleanStart,
+		"keepalive", cp.KeepAlive, "session_present", present)
+	return nil
+}
+
+// checkConnect validates a CONNECT and fills the connection's settings from it. It
+// returns the 5.0 reason code to refuse with, or Success.
+func (c *conn) checkConnect(cp *proto.Connect) proto.ReasonCode {
+	c.keepAlive = time.Duration(cp.KeepAlive) * time.Second
+	c.will = cp.Will
+	c.username = cp.Username
+	c.clientID = cp.ClientID
+	if c.clientID == "" {
+		switch {
+		case c.version == proto.V31:
+			// MQTT 3.1 requires 1 to 23 characters.
+			return proto.ClientIdentifierNotValid
+		case c.version == proto.V311 && !cp.CleanStart:
+			// [MQTT-3.1.3-8] a persistent session needs a client id of its own.
+			return proto.ClientIdentifierNotValid
+		}
+		c.clientID = generateClientID()
+		c.assignedID = true
+	}
+	if c.version == proto.V31 && len(c.clientID) > 23 {
+		return proto.ClientIdentifierNotValid
+	}
+	if c.version == proto.V5 {
+		props := &cp.Props
+		if props.Has(proto.PropSessionExpiry) {
+			c.expiry = props.SessionExpiry
+		}
+		if props.Has(proto.PropReceiveMaximum) {
+			c.clientReceiveMax = int(props.ReceiveMaximum)
+		}
+		if props.Has(proto.PropMaximumPacketSize) {
+			c.clientMaxPacket = int(props.MaximumPacketSize)
+		}
+		if props.Has(proto.PropAuthMethod) {
+			// Enhanced authentication: no method is configured.
+			return proto.BadAuthenticationMethod
+		}
+		if c.will != nil && c.will.QoS > c.b.cfg.MaxQoS { // [MQTT-3.2.2-12]
+			return proto.QoSNotSupported
+		}
+	} else if !cp.CleanStart {
+		c.expiry = neverExpires
+	}
+	return proto.Success
+}
+
+// refuse queues a CONNACK with a failure code, in the client's version's terms
+// [MQTT-3.2.2-6]: session present is 0 on refusal.
+func (c *conn) refuse(code proto.ReasonCode) {
+	if c.version != proto.V5 {
+		code = proto.ConnackCode(code)
+	}
+	c.w.pushControl(&proto.Connack{ReasonCode: code})
+}
+
+// connack builds the accepting CONNACK, with the server's limits for a 5.0 client.
+func (c *conn) connack(present bool) *proto.Connack {
+	ack := &proto.Connack{SessionPresent: present}
+	if c.version != proto.V5 {
+		return ack
+	}
+	cfg := &c.b.cfg
+	pr := &ack.Props
+	if c.assignedID { // [MQTT-3.2.2-16]
+		pr.AssignedClientID = c.clientID
+		pr.Set(proto.PropAssignedClientID)
+	}
+	pr.ReceiveMaximum = uint16(cfg.ReceiveMaximum)
+	pr.Set(proto.PropReceiveMaximum)
+	pr.MaximumPacketSize = uint32(cfg.MaxPacketSize)
+	pr.Set(proto.PropMaximumPacketSize)
+	pr.TopicAliasMaximum = uint16(cfg.TopicAliasMaximum)
+	pr.Set(proto.PropTopicAliasMaximum)
+	if cfg.MaxQoS < 2 {
+		pr.MaximumQoS = cfg.MaxQoS
+		pr.Set(proto.PropMaximumQoS)
+	}
+	for _, id := range []proto.PropID{proto.PropRetainAvailable, proto.PropWildcardSubAvailable, proto.PropSubIDAvailable, proto.PropSharedSubAvailable} {
+		pr.Set(id) // the fields stay 1 below
+	}
+	pr.RetainAvailable, pr.WildcardSubAvail, pr.SubIDAvailable, pr.SharedSubAvailable = 1, 1, 1, 1
+	return ack
+}
+
+func generateClientID() string {
+	var b [12]byte
+	_, _ = rand.Read(b[:]) // crypto/rand.Read never fails
+	return "skein-" + hex.EncodeToString(b[:])
+}
+
+// errShuttingDown refuses connections that arrive while the broker stops.
+var errShuttingDown = errors.New("node: broker shutting down")
+
+// register makes c the live connection of its client id, closing any connection
+// that holds the id now and waiting for its teardown, and attaches c to its session:
+// the existing one when the client asked to resume it, a new one otherwise. It
+// reports whether a session was resumed.
+func (b *Broker) register(c *conn, cleanStart bool) (present bool, err error) {
+	id := c.clientID
+	for {
+		b.mu.Lock()
+		if b.closing {
+			b.mu.Unlock()
+			return false, errShuttingDown
+		}
+		old := b.clients[id]
+		if old == nil {
+			break // b.mu held
+		}
+		b.mu.Unlock()
+		// [MQTT-3.1.4-3] the new connection takes over: close the old one.
+		old.log.Info("client id taken over by a new connection")
+		old.kick(closeTakenOver)
+		<-old.done
+	}
+	defer b.mu.Unlock()
+	b.clients[id] = c
+	rec := b.sessions[id]
+	var endedWill *session.Message
+	if rec != nil {
+		if rec.will != nil && cleanStart {
+			// The old session ends now, before its will delay ran out: publish the
+			// will [MQTT-3.1.3-9] family.
+			endedWill = rec.pendingWill
+		}
+		rec.stopTimers()
+		if cleanStart {
+			b.discardSessionLocked(rec)
+			rec = nil
+		}
+	}
+	if rec == nil {
+		rec = &sessionRecord{s: session.New(id, b.cfg.Session)}
+		b.sessions[id] = rec
+	} else {
+		present = true
+	}
+	rec.s.SetExpiry(c.expiry)
+	c.sess = rec.s
+	if endedWill != nil {
+		go b.publish(endedWill)
+	}
+	return present, nil
+}
+
+// discardSessionLocked removes a session and its subscriptions. b.mu is held.
+func (b *Broker) discardSessionLocked(rec *sessionRecord) {
+	rec.stopTimers()
+	for _, sub := range rec.s.Subscriptions() {
+		b.removeSubscription(rec.s, sub.Filter)
+	}
+	if b.sessions[rec.s.ClientID] == rec {
+		delete(b.sessions, rec.s.ClientID)
+	}
+}
+
+// connectionGone settles the session and the will after a connection ended.
+func (b *Broker) connectionGone(c *conn) {
+	if c.sess == nil {
+		return // never got past CONNECT
+	}
+	now := b.now()
+	var will *session.Message
+	if c.will != nil && !c.cleanDisconnect && c.reason != closeShutdown {
+		will = willMessage(c, now)
+	}
+	b.mu.Lock()
+	if b.clients[c.clientID] == c {
+		delete(b.clients, c.clientID)
+	}
+	b.Stats.Connected.Add(-1)
+	rec := b.sessions[c.clientID]
+	if rec == nil || rec.s != c.sess {
+		b.mu.Unlock()
+		if will != nil {
+			b.publish(will)
+		}
+		return
+	}
+	rec.s.Detach(&c.w)
+	expiry := rec.s.Expiry()
+	var delay uint32
+	if c.version == proto.V5 && c.will != nil {
+		delay = c.will.Props.WillDelay
+	}
+	switch {
+	case expiry == 0:
+		b.discardSessionLocked(rec)
+	case expiry != neverExpires:
+		rec.expiry = time.AfterFunc(time.Duration(expiry)*time.Second, func() { b.expireSession(rec) })
+	}
+	if will != nil && delay > 0 && expiry != 0 {
+		// [MQTT-3.1.3-9] publish after the will delay, unless the client comes back
+		// first; if the session ends sooner, expireSession publishes it then.
+		rec.pendingWill = will
+		rec.will = time.AfterFunc(time.Duration(delay)*time.Second, func() { b.publishPendingWill(rec) })
+		will = nil
+	}
+	b.mu.Unlock()
+	if will != nil {
+		b.publish(will)
+	}
+}
+
+// expireSession ends an offline session whose expiry interval ran out.
+func (b *Broker) expireSession(rec *sessionRecord) {
+	b.mu.Lock()
+	if b.sessions[rec.s.ClientID] != rec || rec.s.Online() {
+		b.mu.Unlock()
+		return
+	}
+	will := rec.pendingWill
+	b.discardSessionLocked(rec)
+	b.mu.Unlock()
+	b.log.Debug("session expired", "client_id", rec.s.ClientID)
+	if will != nil {
+		b.publish(will)
+	}
+}
+
+// publishPendingWill publishes a delayed will whose delay ran out.
+func (b *Broker) publishPendingWill(rec *sessionRecord) {
+	b.mu.Lock()
+	will := rec.pendingWill
+	rec.pendingWill, rec.will = nil, nil
+	b.mu.Unlock()
+	if will != nil {
+		b.publish(will)
+	}
+}
+
+// willMessage turns a connection's will into a message.
+func willMessage(c *conn, now time.Time) *session.Message {
+	w := c.will
+	p := &proto.Publish{Topic: w.Topic, Payload: w.Payload, QoS: w.QoS, Retain: w.Retain, Props: w.Props}
+	return session.NewMessage(p, c.clientID, now)
+}

@@ -1,0 +1,210 @@
+package node
+
+import (
+	"fmt"
+	"sync"
+
+	"github.com/skein-mq/skein/proto"
+	"github.com/skein-mq/skein/session"
+)
+
+// subKey identifies one subscriber of a filter in the trie: a session, and the group
+// for a shared subscription ("" otherwise).
+type subKey struct {
+	s     *session.Session
+	group string
+}
+
+// subEntry is what the trie keeps per subscriber: the subscription's options.
+type subEntry struct {
+	qos               byte
+	noLocal           bool
+	retainAsPublished bool
+	id                int // 5.0 subscription identifier, 0 for none
+}
+
+// handlePublish runs an incoming PUBLISH: topic alias, QoS flow, retained store and
+// fan-out. The acknowledgement is queued after the message reached every matching
+// session, so an acknowledged message is never lost to a subscriber that was
+// subscribed when it arrived.
+func (c *conn) handlePublish(p *proto.Publish) error {
+	if err := c.resolveAlias(p); err != nil {
+		return err
+	}
+	if p.QoS > c.b.cfg.MaxQoS {
+		// [MQTT-3.2.2-11] more than the Maximum QoS the CONNACK announced.
+		return &proto.Error{Code: proto.QoSNotSupported, Msg: fmt.Sprintf("publish qos %d", p.QoS)}
+	}
+	b := c.b
+	b.Stats.MessagesReceived.Add(1)
+	b.Stats.PublishedReceived[p.QoS].Add(1)
+	m := session.NewMessage(p, c.clientID, b.now())
+	switch p.QoS {
+	case 0:
+		b.publish(m)
+	case 1:
+		n := b.publish(m)
+		c.w.pushAck(proto.PUBACK, p.PacketID, matchedCode(n))
+	case 2:
+		isNew, err := c.sess.ReceiveQoS2(p.PacketID, b.cfg.ReceiveMaximum)
+		if err != nil {
+			return err
+		}
+		code := proto.Success
+		if isNew {
+			code = matchedCode(b.publish(m))
+		}
+		// A duplicate (DUP retransmission before PUBREL) is acknowledged again but
+		// not delivered again [MQTT-4.3.3-9].
+		c.w.pushAck(proto.PUBREC, p.PacketID, code)
+	}
+	return nil
+}
+
+// matchedCode is the 5.0 acknowledgement code for a publish that reached n sessions.
+func matchedCode(n int) proto.ReasonCode {
+	if n == 0 {
+		return proto.NoMatchingSubscribers
+	}
+	return proto.Success
+}
+
+// resolveAlias applies a 5.0 topic alias: an alias with a topic sets it, an alias with
+// an empty topic uses it.
+func (c *conn) resolveAlias(p *proto.Publish) error {
+	if !p.Props.Has(proto.PropTopicAlias) {
+		return nil
+	}
+	a := int(p.Props.TopicAlias)
+	if a > c.b.cfg.TopicAliasMaximum { // [MQTT-3.3.2-9] [MQTT-3.3.2-10]
+		return &proto.Error{Code: proto.TopicAliasInvalid, Msg: fmt.Sprintf("topic alias %d above maximum %d", a, c.b.cfg.TopicAliasMaximum)}
+	}
+	if c.aliases == nil {
+		c.aliases = make([]string, c.b.cfg.TopicAliasMaximum)
+	}
+	if p.Topic == "" {
+		t := c.aliases[a-1]
+		if t == "" {
+			return &proto.Error{Code: proto.ProtocolError, Msg: fmt.Sprintf("topic alias %d not set", a)}
+		}
+		p.Topic = t
+	} else {
+		c.aliases[a-1] = p.Topic
+	}
+	p.Props.Clear(proto.PropTopicAlias)
+	return nil
+}
+
+// publish stores a retained message and delivers m to every matching session. It
+// returns the number of sessions it reached.
+func (b *Broker) publish(m *session.Message) int {
+	if m.Retain {
+		if err := b.retained.Set(m); err != nil {
+			b.log.Error("store retained message", "topic", m.Topic, "err", err)
+		}
+	}
+	return b.route(m)
+}
+
+// fanout is the scratch space of one route call, pooled so routing does not allocate
+// in the common case.
+type fanout struct {
+	plain  []delivery
+	index  map[*session.Session]int
+	shared map[sharedKey][]sharedMember
+}
+
+type delivery struct {
+	s *session.Session
+	d session.Delivery
+}
+
+type sharedKey struct{ group, filter string }
+
+type sharedMember struct {
+	s *session.Session
+	e subEntry
+}
+
+var fanoutPool = sync.Pool{New: func() any { return &fanout{} }}
+
+// route delivers m to the local subscribers whose filters match its topic: once per
+// session at the highest matching QoS with every matching subscription identifier,
+// and to one member of each matching shared subscription group.
+func (b *Broker) route(m *session.Message) int {
+	f := fanoutPool.Get().(*fanout)
+	b.subs.Match(m.Topic, func(filter string, k subKey, e subEntry) bool {
+		if k.group != "" {
+			if f.shared == nil {
+				f.shared = make(map[sharedKey][]sharedMember)
+			}
+			sk := sharedKey{k.group, filter}
+			f.shared[sk] = append(f.shared[sk], sharedMember{k.s, e})
+			return true
+		}
+		if e.noLocal && k.s.ClientID == m.From { // [MQTT-3.8.3-3]
+			return true
+		}
+		f.add(k.s, m, e)
+		return true
+	})
+	for sk, members := range f.shared {
+		pick := b.shared.pick(sk, members, m)
+		f.add(pick.s, m, pick.e)
+	}
+	now := b.now()
+	for i := range f.plain {
+		b.Stats.drop(f.plain[i].s.Deliver(f.plain[i].d, now))
+	}
+	n := len(f.plain)
+	f.reset()
+	fanoutPool.Put(f)
+	return n
+}
+
+// add merges one matching subscription into the deliveries: a session matched by
+// several subscriptions gets the message once, at the highest QoS.
+func (f *fanout) add(s *session.Session, m *session.Message, e subEntry) {
+	qos := min(m.QoS, e.qos)
+	retain := e.retainAsPublished && m.Retain // [MQTT-3.3.1-9] [MQTT-3.3.1-12]
+	i, seen := -1, false
+	switch {
+	case len(f.plain) >= 2:
+		i, seen = f.index[s]
+	case len(f.plain) == 1 && f.plain[0].s == s:
+		i, seen = 0, true
+	}
+	if !seen {
+		d := session.Delivery{Msg: m, QoS: qos, Retain: retain}
+		if e.id > 0 {
+			d.SubIDs = []int{e.id}
+		}
+		f.plain = append(f.plain, delivery{s: s, d: d})
+		switch n := len(f.plain); {
+		case n == 2:
+			// A second session: from here on, find sessions by map. The map is kept
+			// across calls (cleared in reset) so fan-out does not allocate it each time.
+			if f.index == nil {
+				f.index = make(map[*session.Session]int, 8)
+			}
+			f.index[f.plain[0].s] = 0
+			f.index[s] = 1
+		case n > 2:
+			f.index[s] = n - 1
+		}
+		return
+	}
+	d := &f.plain[i].d
+	d.QoS = max(d.QoS, qos)
+	d.Retain = d.Retain || retain
+	if e.id > 0 {
+		d.SubIDs = append(d.SubIDs, e.id)
+	}
+}
+
+func (f *fanout) reset() {
+	clear(f.plain)
+	f.plain = f.plain[:0]
+	clear(f.index)
+	f.shared = nil
+}

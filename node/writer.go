@@ -1,0 +1,251 @@
+package node
+
+import (
+	"errors"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/skein-mq/skein/proto"
+	"github.com/skein-mq/skein/session"
+)
+
+// writer is a connection's write side: a queue that any goroutine may push to without
+// blocking, drained in batches by one goroutine into a single write.
+type writer struct {
+	c *conn
+
+	mu      sync.Mutex // guards q and stopped
+	q       []outItem
+	stopped bool
+
+	wake   chan struct{} // capacity 1: "the queue may be non-empty"
+	exited chan struct{} // closed when loop returns
+
+	// Owned by the loop goroutine.
+	buf    []byte
+	spare  []outItem
+	failed bool
+}
+
+// outItem is one queued packet: a session delivery (PUBLISH or PUBREL), an
+// acknowledgement, or another control packet.
+type outItem struct {
+	o   session.Outgoing
+	ctl proto.Packet
+	// ack is set for PUBACK, PUBREC, PUBREL and PUBCOMP, which need no allocation.
+	ack     proto.PacketType
+	ackID   uint16
+	ackCode proto.ReasonCode
+}
+
+func (w *writer) init(c *conn) {
+	w.c = c
+	w.wake = make(chan struct{}, 1)
+	w.exited = make(chan struct{})
+}
+
+// Push implements session.Outbox. It refuses when the connection is closing or the
+// queue is at MaxWriteQueue.
+func (w *writer) Push(o session.Outgoing) bool {
+	w.mu.Lock()
+	if w.stopped || len(w.q) >= w.c.b.cfg.MaxWriteQueue {
+		w.mu.Unlock()
+		return false
+	}
+	w.q = append(w.q, outItem{o: o})
+	w.mu.Unlock()
+	w.signal()
+	return true
+}
+
+// pushControl queues a control packet. Control packets answer the client's own
+// packets, so they are not dropped; a client that sends without ever reading grows
+// the queue until it is four times MaxWriteQueue, and is then disconnected.
+func (w *writer) pushControl(p proto.Packet) {
+	w.pushItem(outItem{ctl: p})
+}
+
+// pushAck queues PUBACK, PUBREC, PUBREL or PUBCOMP.
+func (w *writer) pushAck(t proto.PacketType, id uint16, code proto.ReasonCode) {
+	w.pushItem(outItem{ack: t, ackID: id, ackCode: code})
+}
+
+func (w *writer) pushItem(it outItem) {
+	w.mu.Lock()
+	if w.stopped {
+		w.mu.Unlock()
+		return
+	}
+	overflow := len(w.q) >= 4*w.c.b.cfg.MaxWriteQueue
+	if !overflow {
+		w.q = append(w.q, it)
+	}
+	w.mu.Unlock()
+	if overflow {
+		w.c.kick(closeSlowConsumer)
+		return
+	}
+	w.signal()
+}
+
+func (w *writer) signal() {
+	select {
+	case w.wake <- struct{}{}:
+	default:
+	}
+}
+
+// stop makes the loop write what is queued, close the socket and return; stop waits
+// for that. Writes after stop are bounded by a short deadline, so a stalled client
+// cannot hold the teardown.
+func (w *writer) stop() {
+	w.mu.Lock()
+	w.stopped = true
+	w.mu.Unlock()
+	_ = w.c.nc.SetWriteDeadline(time.Now().Add(min(w.c.b.cfg.WriteTimeout, 5*time.Second))) // a closed socket fails the write anyway
+	w.signal()
+	<-w.exited
+}
+
+// loop is the writer goroutine.
+func (w *writer) loop() {
+	defer close(w.exited)
+	for {
+		w.mu.Lock()
+		for len(w.q) == 0 && !w.stopped {
+			w.mu.Unlock()
+			<-w.wake
+			w.mu.Lock()
+		}
+		batch := w.q
+		w.q = w.spare[:0]
+		stopped := w.stopped
+		w.mu.Unlock()
+
+		if len(batch) > 0 && !w.failed {
+			if err := w.write(batch); err != nil {
+				w.failed = true
+				r := closeNetworkError
+				if errors.Is(err, os.ErrDeadlineExceeded) {
+					r = closeSlowConsumer
+				}
+				w.c.kick(r)
+			}
+		}
+		clear(batch)
+		w.spare = batch[:0]
+		if stopped {
+			w.c.nc.Close()
+			return
+		}
+	}
+}
+
+// write encodes a batch into one buffer and writes it with one call.
+func (w *writer) write(batch []outItem) error {
+	c := w.c
+	b := c.b
+	now := b.now()
+	buf := w.buf[:0]
+	sent := 0
+	for i := range batch {
+		it := &batch[i]
+		start := len(buf)
+		var err error
+		switch {
+		case it.ack != 0:
+			buf, err = appendAck(buf, it.ack, it.ackID, it.ackCode, c.version)
+		case it.ctl != nil:
+			buf, err = it.ctl.Append(buf, c.version)
+		case it.o.Release:
+			buf, err = appendAck(buf, proto.PUBREL, it.o.PacketID, 0, c.version)
+		default:
+			buf, err = c.appendPublish(buf, &it.o, now)
+			if err == nil && c.clientMaxPacket > 0 && len(buf)-start > c.clientMaxPacket {
+				// [MQTT-3.1.2-25] never send a packet larger than the client accepts:
+				// drop it for this client, as if delivered.
+				buf = buf[:start]
+				b.Stats.drop(session.DropTooLarge)
+				if it.o.QoS > 0 {
+					_ = c.sess.Discard(it.o.PacketID, now) // the slot may be gone already after a takeover
+				}
+				continue
+			}
+			sent++
+		}
+		if err != nil {
+			// Encoding fails only on values the broker itself produced; log and skip
+			// rather than kill the connection.
+			c.log.Error("encode failed", "client_id", c.clientID, "err", err)
+			buf = buf[:start]
+		}
+	}
+	w.buf = buf
+	if cap(w.buf) > 1<<20 {
+		w.buf = nil // do not pin a large buffer after a burst
+	}
+	if len(buf) == 0 {
+		return nil
+	}
+	if err := c.nc.SetWriteDeadline(time.Now().Add(b.cfg.WriteTimeout)); err != nil {
+		return err
+	}
+	n, err := c.nc.Write(buf)
+	b.Stats.BytesSent.Add(int64(n))
+	b.Stats.MessagesSent.Add(int64(sent))
+	return err
+}
+
+// appendAck encodes an acknowledgement without allocating.
+func appendAck(dst []byte, t proto.PacketType, id uint16, code proto.ReasonCode, v proto.Version) ([]byte, error) {
+	switch t {
+	case proto.PUBACK:
+		p := proto.Puback{PacketID: id, ReasonCode: code}
+		return p.Append(dst, v)
+	case proto.PUBREC:
+		p := proto.Pubrec{PacketID: id, ReasonCode: code}
+		return p.Append(dst, v)
+	case proto.PUBREL:
+		p := proto.Pubrel{PacketID: id, ReasonCode: code}
+		return p.Append(dst, v)
+	}
+	p := proto.Pubcomp{PacketID: id, ReasonCode: code}
+	return p.Append(dst, v)
+}
+
+// appendPublish encodes a delivery for this connection's version. A QoS 0 message
+// without per-subscriber parts (retain flag, subscription ids, expiry) is encoded once
+// per version and the bytes are shared by every subscriber.
+func (c *conn) appendPublish(dst []byte, o *session.Outgoing, now time.Time) ([]byte, error) {
+	m := o.Msg
+	if o.QoS == 0 && !o.Retain && len(o.SubIDs) == 0 && m.Expires.IsZero() {
+		slot := 0
+		if c.version == proto.V5 {
+			slot = 1
+		}
+		enc, err := m.SharedEncoding(slot, func() ([]byte, error) {
+			return c.buildPublish(o, now).Append(nil, c.version)
+		})
+		if err != nil {
+			return dst, err
+		}
+		return append(dst, enc...), nil
+	}
+	return c.buildPublish(o, now).Append(dst, c.version)
+}
+
+func (c *conn) buildPublish(o *session.Outgoing, now time.Time) *proto.Publish {
+	m := o.Msg
+	p := &proto.Publish{Topic: m.Topic, Payload: m.Payload, QoS: o.QoS, Retain: o.Retain, Dup: o.Dup, PacketID: o.PacketID}
+	if c.version == proto.V5 {
+		p.Props = m.Props
+		if sec, ok := m.RemainingExpiry(now); ok {
+			// [MQTT-3.3.2-6] the expiry interval sent is what is left of it.
+			p.Props.MessageExpiry = sec
+			p.Props.Set(proto.PropMessageExpiry)
+		}
+		p.Props.SubscriptionIDs = o.SubIDs
+	}
+	return p
+}

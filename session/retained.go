@@ -1,0 +1,76 @@
+package session
+
+import (
+	"sync"
+
+	"github.com/skein-mq/skein/route"
+)
+
+// RetainedStore keeps the last retained message of each topic. Implementations are
+// safe for concurrent use.
+type RetainedStore interface {
+	// Set stores m as the retained message of m.Topic, or deletes the topic's retained
+	// message when m.Payload is empty [MQTT-3.3.1-10] [MQTT-3.3.1-11].
+	Set(m *Message) error
+	// Match calls fn for each retained message whose topic matches filter.
+	Match(filter string, fn func(*Message) bool) error
+	// Len returns the number of retained messages.
+	Len() int
+}
+
+// MemoryRetained is a RetainedStore in memory: a map by topic, with a trie of topics
+// so a wildcard subscribe visits only the matching ones.
+type MemoryRetained struct {
+	mu   sync.RWMutex // guards msgs
+	msgs map[string]*Message
+	// topics indexes the stored topics by level; each topic is added as a "filter"
+	// with itself as key, and matched with route.Trie.MatchFilter.
+	topics *route.Trie[string, struct{}]
+}
+
+// NewMemoryRetained returns an empty store.
+func NewMemoryRetained() *MemoryRetained {
+	return &MemoryRetained{msgs: make(map[string]*Message), topics: route.NewTrie[string, struct{}]()}
+}
+
+// Set implements RetainedStore.
+func (r *MemoryRetained) Set(m *Message) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if len(m.Payload) == 0 {
+		if _, ok := r.msgs[m.Topic]; ok {
+			delete(r.msgs, m.Topic)
+			r.topics.Remove(m.Topic, m.Topic)
+		}
+		return nil
+	}
+	if _, ok := r.msgs[m.Topic]; !ok {
+		r.topics.Add(m.Topic, m.Topic, struct{}{})
+	}
+	r.msgs[m.Topic] = m
+	return nil
+}
+
+// Match implements RetainedStore.
+func (r *MemoryRetained) Match(filter string, fn func(*Message) bool) error {
+	r.mu.RLock()
+	var found []*Message
+	r.topics.MatchFilter(filter, func(topic string) bool {
+		found = append(found, r.msgs[topic])
+		return true
+	})
+	r.mu.RUnlock()
+	for _, m := range found {
+		if !fn(m) {
+			break
+		}
+	}
+	return nil
+}
+
+// Len implements RetainedStore.
+func (r *MemoryRetained) Len() int {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	return len(r.msgs)
+}

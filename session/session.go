@@ -1,0 +1,428 @@
+package session
+
+import (
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/skein-mq/skein/proto"
+)
+
+// Config bounds one session. The zero value is not valid; use DefaultConfig.
+type Config struct {
+	// MaxInflight is the outgoing QoS 1/2 window: messages sent and not yet
+	// acknowledged. A 5.0 client's Receive Maximum lowers it further (Attach).
+	MaxInflight int
+	// MaxQueued bounds the messages waiting for the window or for the client to
+	// return. Past it, a message is dropped (see DropOldest) and counted.
+	MaxQueued int
+	// DropOldest drops the oldest queued message to make room for a new one instead
+	// of dropping the new one (Mosquitto drops the new one; so does the default).
+	DropOldest bool
+	// QueueQoS0 queues QoS 0 messages for an offline persistent session, as
+	// Mosquitto's queue_qos0_messages does. Default false.
+	QueueQoS0 bool
+}
+
+// DefaultConfig returns the defaults: 100 inflight, 1000 queued, drop newest.
+func DefaultConfig() Config {
+	return Config{MaxInflight: 100, MaxQueued: 1000}
+}
+
+// Validate checks the bounds.
+func (c Config) Validate() error {
+	if c.MaxInflight < 1 || c.MaxInflight > 65535 {
+		return fmt.Errorf("session: max inflight %d: must be 1..65535", c.MaxInflight)
+	}
+	if c.MaxQueued < 0 {
+		return fmt.Errorf("session: max queued messages %d: must not be negative", c.MaxQueued)
+	}
+	return nil
+}
+
+// Outgoing is one packet a session hands to its connection: a PUBLISH of Msg, or, when
+// Release is set, a PUBREL for PacketID.
+type Outgoing struct {
+	Msg      *Message
+	QoS      byte
+	PacketID uint16
+	Dup      bool
+	Retain   bool  // retain flag as sent to this subscriber
+	SubIDs   []int // 5.0 subscription identifiers of the matching subscriptions
+	Release  bool
+}
+
+// Outbox is where an online session delivers. Push appends to the connection's write
+// queue and must not block or call back into the session. It reports false when the
+// connection is closing or its queue is full; the session then keeps QoS 1/2 messages
+// for the next connection and drops QoS 0 ones.
+type Outbox interface {
+	Push(o Outgoing) bool
+}
+
+// Subscription is a subscription as the session remembers it, keyed by its full
+// filter (with any $share/group/ prefix).
+type Subscription struct {
+	proto.Subscription
+	ID int // 5.0 subscription identifier, 0 for none
+}
+
+// inflight is one outgoing QoS 1/2 message between first send and final ack.
+type inflight struct {
+	out Outgoing
+	// released is set once PUBREC arrived: the message is delivered and only the
+	// PUBREL/PUBCOMP exchange is left [MQTT-4.3.3-*].
+	released bool
+}
+
+// Delivery is a message routed to a session, with the options of the subscription it
+// matched.
+type Delivery struct {
+	Msg    *Message
+	QoS    byte // granted: min(published, subscribed)
+	Retain bool
+	SubIDs []int
+}
+
+// DropReason says why a delivery was not queued.
+type DropReason int
+
+// Reasons for dropping a message.
+const (
+	NotDropped    DropReason = iota
+	DropQueueFull            // the session's queue was at MaxQueued
+	DropOffline              // QoS 0 for a session with no connection
+	DropOutbox               // QoS 0 and the connection's write queue was full
+	DropExpired              // message expiry passed while it waited
+	DropTooLarge             // larger than the client's Maximum Packet Size (5.0)
+	numDropReasons
+)
+
+// DropReasons lists the labels of the drop reasons, indexed by DropReason.
+func DropReasons() []string { return dropReasonNames[:] }
+
+var dropReasonNames = [numDropReasons]string{"none", "queue_full", "offline", "outbox_full", "expired", "too_large"}
+
+// String names the reason as metrics label it.
+func (r DropReason) String() string {
+	return dropReasonNames[r]
+}
+
+// ErrPacketIDNotFound is returned for an ack of a packet id the session is not waiting for.
+var ErrPacketIDNotFound = errors.New("session: packet identifier not found")
+
+// Session is the state of one client session. All methods are safe for concurrent use.
+type Session struct {
+	ClientID string
+	cfg      Config
+
+	mu sync.Mutex // guards everything below
+	// subs: full filter -> subscription.
+	subs map[string]Subscription
+	// window is the inflight limit for the current connection.
+	window int
+	// inflight in send order; acks usually come in order, so the scan is short.
+	inflight []*inflight
+	queue    []Delivery
+	nextID   uint16
+	// incoming holds the QoS 2 packet ids received and not yet released by PUBREL.
+	incoming map[uint16]struct{}
+	out      Outbox
+	// expiry is the session expiry interval in force for when the client goes away.
+	expiry uint32
+	// drops counts messages dropped by this session since it was created.
+	drops uint64
+}
+
+// New returns an empty session.
+func New(clientID string, cfg Config) *Session {
+	return &Session{
+		ClientID: clientID,
+		cfg:      cfg,
+		subs:     make(map[string]Subscription),
+		incoming: make(map[uint16]struct{}),
+		window:   cfg.MaxInflight,
+	}
+}
+
+// SetExpiry sets the session expiry interval (seconds; 0xFFFFFFFF never).
+func (s *Session) SetExpiry(sec uint32) {
+	s.mu.Lock()
+	s.expiry = sec
+	s.mu.Unlock()
+}
+
+// Expiry returns the session expiry interval.
+func (s *Session) Expiry() uint32 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.expiry
+}
+
+// Subscribe records a subscription and reports whether it replaced one with the same filter.
+func (s *Session) Subscribe(sub Subscription) (existed bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	_, existed = s.subs[sub.Filter]
+	s.subs[sub.Filter] = sub
+	return existed
+}
+
+// Unsubscribe removes a subscription and reports whether it existed.
+func (s *Session) Unsubscribe(filter string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	_, ok := s.subs[filter]
+	delete(s.subs, filter)
+	return ok
+}
+
+// Subscriptions returns a copy of the session's subscriptions.
+func (s *Session) Subscriptions() []Subscription {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]Subscription, 0, len(s.subs))
+	for _, sub := range s.subs {
+		out = append(out, sub)
+	}
+	return out
+}
+
+// Counts returns how many messages are inflight and queued, and how many were dropped.
+func (s *Session) Counts() (inflight, queued int, drops uint64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.inflight), len(s.queue), s.drops
+}
+
+// Online reports whether a connection is attached.
+func (s *Session) Online() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.out != nil
+}
+
+// Attach connects the session to a connection's outbox. receiveMax is the client's
+// Receive Maximum (0 when it sent none); the window is the smaller of it and
+// MaxInflight. Every unacknowledged PUBLISH is pushed again with DUP set, and every
+// pending PUBREL again, with their original packet ids [MQTT-4.4.0-1]; then queued
+// messages fill the window.
+func (s *Session) Attach(out Outbox, receiveMax int, now time.Time) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.out = out
+	s.window = s.cfg.MaxInflight
+	if receiveMax > 0 && receiveMax < s.window {
+		s.window = receiveMax
+	}
+	for _, f := range s.inflight {
+		o := f.out
+		if f.released {
+			o = Outgoing{PacketID: o.PacketID, Release: true}
+		} else {
+			o.Dup = true
+		}
+		out.Push(o)
+	}
+	s.fillLocked(now)
+}
+
+// Detach disconnects the session from its connection, if out is still the one
+// attached (a newer connection may have attached already).
+func (s *Session) Detach(out Outbox) {
+	s.mu.Lock()
+	if s.out == out {
+		s.out = nil
+	}
+	s.mu.Unlock()
+}
+
+// Deliver routes one message to the session. QoS 0 goes straight to the connection
+// (and is dropped when there is none, unless QueueQoS0); QoS 1/2 take a packet id
+// and a window slot, or wait in the queue behind messages already waiting, so that
+// order is kept.
+func (s *Session) Deliver(d Delivery, now time.Time) DropReason {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if d.QoS == 0 {
+		if s.out != nil {
+			if s.out.Push(Outgoing{Msg: d.Msg, Retain: d.Retain, SubIDs: d.SubIDs}) {
+				return NotDropped
+			}
+			s.drops++
+			return DropOutbox
+		}
+		if !s.cfg.QueueQoS0 {
+			s.drops++
+			return DropOffline
+		}
+	}
+	if s.out != nil && len(s.queue) == 0 && len(s.inflight) < s.window {
+		if s.sendLocked(d) {
+			return NotDropped
+		}
+	}
+	return s.enqueueLocked(d)
+}
+
+func (s *Session) enqueueLocked(d Delivery) DropReason {
+	if len(s.queue) >= s.cfg.MaxQueued {
+		if !s.cfg.DropOldest || len(s.queue) == 0 {
+			s.drops++
+			return DropQueueFull
+		}
+		copy(s.queue, s.queue[1:])
+		s.queue[len(s.queue)-1] = Delivery{}
+		s.queue = s.queue[:len(s.queue)-1]
+		s.drops++
+	}
+	s.queue = append(s.queue, d)
+	return NotDropped
+}
+
+// sendLocked pushes d to the outbox, taking a packet id and window slot for QoS 1/2.
+// It reports false when the outbox refused it.
+func (s *Session) sendLocked(d Delivery) bool {
+	o := Outgoing{Msg: d.Msg, QoS: d.QoS, Retain: d.Retain, SubIDs: d.SubIDs}
+	if d.QoS == 0 {
+		return s.out.Push(o)
+	}
+	o.PacketID = s.allocIDLocked()
+	if !s.out.Push(o) {
+		return false
+	}
+	s.inflight = append(s.inflight, &inflight{out: o})
+	return true
+}
+
+// allocIDLocked returns a packet id not used by any inflight message. The window is
+// at most 65535, so one is always free.
+func (s *Session) allocIDLocked() uint16 {
+	for {
+		s.nextID++
+		if s.nextID == 0 {
+			s.nextID = 1
+		}
+		if s.findLocked(s.nextID) < 0 {
+			return s.nextID
+		}
+	}
+}
+
+func (s *Session) findLocked(id uint16) int {
+	for i, f := range s.inflight {
+		if f.out.PacketID == id {
+			return i
+		}
+	}
+	return -1
+}
+
+// fillLocked moves queued messages into the window while there is room, skipping
+// expired ones.
+func (s *Session) fillLocked(now time.Time) {
+	n := 0
+	for n < len(s.queue) && s.out != nil && len(s.inflight) < s.window {
+		d := s.queue[n]
+		if d.Msg.Expired(now) {
+			s.drops++
+			n++
+			continue
+		}
+		if !s.sendLocked(d) {
+			break
+		}
+		n++
+	}
+	if n > 0 {
+		rest := copy(s.queue, s.queue[n:])
+		clear(s.queue[rest:])
+		s.queue = s.queue[:rest]
+	}
+}
+
+// Puback completes a QoS 1 delivery.
+func (s *Session) Puback(id uint16, now time.Time) error {
+	return s.complete(id, 1, false, now)
+}
+
+// Pubcomp completes a QoS 2 delivery whose PUBREL was sent.
+func (s *Session) Pubcomp(id uint16, now time.Time) error {
+	return s.complete(id, 2, true, now)
+}
+
+func (s *Session) complete(id uint16, qos byte, released bool, now time.Time) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	i := s.findLocked(id)
+	if i < 0 || s.inflight[i].out.QoS != qos || s.inflight[i].released != released {
+		return fmt.Errorf("complete qos %d id %d: %w", qos, id, ErrPacketIDNotFound)
+	}
+	s.inflight = append(s.inflight[:i], s.inflight[i+1:]...)
+	s.fillLocked(now)
+	return nil
+}
+
+// Discard ends the delivery of packet id whatever its state: the connection could
+// not send it (too large for the client) and the broker treats it as delivered.
+func (s *Session) Discard(id uint16, now time.Time) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	i := s.findLocked(id)
+	if i < 0 {
+		return fmt.Errorf("discard id %d: %w", id, ErrPacketIDNotFound)
+	}
+	s.inflight = append(s.inflight[:i], s.inflight[i+1:]...)
+	s.drops++
+	s.fillLocked(now)
+	return nil
+}
+
+// Pubrec records that the client received a QoS 2 message: from now on only the
+// PUBREL/PUBCOMP exchange is left, and the message itself is forgotten
+// [MQTT-4.3.3-4]. The caller sends PUBREL. A PUBREC with a failure reason code (5.0)
+// ends the exchange instead, freeing the slot.
+func (s *Session) Pubrec(id uint16, code proto.ReasonCode, now time.Time) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	i := s.findLocked(id)
+	if i < 0 || s.inflight[i].out.QoS != 2 {
+		return fmt.Errorf("pubrec id %d: %w", id, ErrPacketIDNotFound)
+	}
+	if code.IsError() {
+		s.inflight = append(s.inflight[:i], s.inflight[i+1:]...)
+		s.fillLocked(now)
+		return nil
+	}
+	f := s.inflight[i]
+	f.released = true
+	f.out = Outgoing{PacketID: id, QoS: 2}
+	return nil
+}
+
+// ReceiveQoS2 records an incoming QoS 2 PUBLISH. It reports false for a packet id
+// already awaiting PUBREL: a retransmission the broker must not deliver again
+// [MQTT-4.3.3-9]. limit bounds how many may await PUBREL at once (the server's
+// Receive Maximum); over it, ReceiveQoS2 fails.
+func (s *Session) ReceiveQoS2(id uint16, limit int) (isNew bool, err error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, dup := s.incoming[id]; dup {
+		return false, nil
+	}
+	if limit > 0 && len(s.incoming) >= limit {
+		return false, &proto.Error{Code: proto.ReceiveMaximumExceeded, Msg: fmt.Sprintf("more than %d QoS 2 messages awaiting PUBREL", limit)}
+	}
+	s.incoming[id] = struct{}{}
+	return true, nil
+}
+
+// Release forgets an incoming QoS 2 packet id on PUBREL and reports whether it was known.
+func (s *Session) Release(id uint16) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	_, ok := s.incoming[id]
+	delete(s.incoming, id)
+	return ok
+}
