@@ -10,6 +10,16 @@ import (
 )
 
 func main() {
+	// The Mosquitto-compatible tools parse their own flags: their syntax (-h for the
+	// host, multi-word -D) does not fit cobra.
+	if len(os.Args) > 1 {
+		switch os.Args[1] {
+		case "pub":
+			os.Exit(runPub(os.Args[2:], os.Stdin, os.Stdout, os.Stderr))
+		case "sub":
+			os.Exit(runSub(os.Args[2:], os.Stdout, os.Stderr))
+		}
+	}
 	if err := newRootCmd().Execute(); err != nil {
 		fmt.Fprintln(os.Stderr, "skein:", err)
 		os.Exit(1)
