@@ -8,4 +8,7 @@ require (
 	go.yaml.in/yaml/v3 v3.0.6
 )
 
-require github.com/inconshreveable/mousetrap v1.1.0 // indirect
+require (
+	github.com/inconshreveable/mousetrap v1.1.0 // indirect
+	go.uber.org/goleak v1.3.0 // indirect
+)

@@ -386,7 +386,7 @@ func (f *clientFlags) tlsConfig() (*tls.Config, error) {
 	case "tlsv1.1":
 		cfg.MinVersion = tls.VersionTLS11
 	default:
-		return nil, usagef("Invalid TLS version given: %s", f.tlsVersion)
+		return nil, fmt.Errorf("invalid TLS version given: %s", f.tlsVersion)
 	}
 	if f.cafile != "" || f.capath != "" {
 		pool := x509.NewCertPool()
@@ -397,7 +397,7 @@ func (f *clientFlags) tlsConfig() (*tls.Config, error) {
 		if f.capath != "" {
 			entries, err := os.ReadDir(f.capath)
 			if err != nil {
-				return nil, fmt.Errorf("Error: Problem setting TLS options: %w", err)
+				return nil, fmt.Errorf("problem setting TLS options: %w", err)
 			}
 			for _, e := range entries {
 				files = append(files, f.capath+"/"+e.Name())
@@ -406,7 +406,7 @@ func (f *clientFlags) tlsConfig() (*tls.Config, error) {
 		for _, file := range files {
 			pem, err := os.ReadFile(file)
 			if err != nil {
-				return nil, fmt.Errorf("Error: Problem setting TLS options: %w", err)
+				return nil, fmt.Errorf("problem setting TLS options: %w", err)
 			}
 			pool.AppendCertsFromPEM(pem)
 		}
@@ -415,7 +415,7 @@ func (f *clientFlags) tlsConfig() (*tls.Config, error) {
 	if f.certfile != "" || f.keyfile != "" {
 		cert, err := tls.LoadX509KeyPair(f.certfile, f.keyfile)
 		if err != nil {
-			return nil, fmt.Errorf("Error: Problem setting TLS options: %w", err)
+			return nil, fmt.Errorf("problem setting TLS options: %w", err)
 		}
 		cfg.Certificates = []tls.Certificate{cert}
 	}

@@ -80,7 +80,7 @@ func parsePubArgs(args []string) (*pubOptions, error) {
 			if path, err = a.next("-f"); err == nil {
 				if err = setMode("f"); err == nil {
 					if o.message, err = os.ReadFile(path); err != nil {
-						err = fmt.Errorf("Error loading input file \"%s\".", path)
+						err = usagef("Error loading input file \"%s\".", path)
 					}
 				}
 			}
@@ -142,7 +142,7 @@ func runPub(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	}
 	dial, err := o.dialer()
 	if err != nil {
-		errf("%v\n", err)
+		errf("Error: %v\n", err)
 		return 1
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)

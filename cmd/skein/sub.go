@@ -154,7 +154,7 @@ func runSub(args []string, stdout, stderr io.Writer) int {
 	}
 	dial, err := o.dialer()
 	if err != nil {
-		errf("%v\n", err)
+		errf("Error: %v\n", err)
 		return 1
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
