@@ -47,12 +47,13 @@ func ReadPacket(r ByteReader, v Version, maxSize int) (Packet, error) {
 }
 
 // readLength reads the remaining length, returning it and how many bytes it took.
+// The header byte is already read, so EOF here is always inside a packet.
 func readLength(r io.ByteReader) (n, size int, err error) {
 	mult := 1
 	for size < 4 {
 		b, err := r.ReadByte()
 		if err != nil {
-			if errors.Is(err, io.EOF) && size > 0 {
+			if errors.Is(err, io.EOF) {
 				err = io.ErrUnexpectedEOF
 			}
 			return 0, size, err
@@ -350,8 +351,12 @@ func decodeSubscribe(r *reader, v Version) *Subscribe {
 			break
 		}
 		sub.QoS = opts & 0x03
-		if sub.QoS == 3 { // [MQTT-3.8.3-4]
-			r.fail(malformed("subscribe: qos 3"))
+		if sub.QoS == 3 {
+			if v == V5 { // 5.0 §3.8.3.1: maximum qos 3 is a protocol error
+				r.fail(protocolErr("subscribe: qos 3"))
+			} else { // [MQTT-3.8.3-4] (3.1.1): malformed
+				r.fail(malformed("subscribe: qos 3"))
+			}
 			break
 		}
 		if v == V5 {

@@ -2,6 +2,7 @@ package proto
 
 import (
 	"encoding/binary"
+	"fmt"
 	"unicode/utf8"
 )
 
@@ -11,9 +12,13 @@ const MaxVarint = 268_435_455
 // MaxStringLen is the longest UTF-8 string or binary field: a two-byte length prefix.
 const MaxStringLen = 65535
 
-// AppendVarint appends v as a variable byte integer (section 1.5.5). v must be at most
-// MaxVarint; larger values are an encoder bug and are clamped by the caller's checks.
+// AppendVarint appends v as a variable byte integer (section 1.5.5). v must be in
+// 0..MaxVarint: callers check lengths first, so any other value is an encoder bug and
+// panics (a negative value would otherwise never end the loop).
 func AppendVarint(dst []byte, v int) []byte {
+	if v < 0 || v > MaxVarint {
+		panic(fmt.Sprintf("proto: variable byte integer %d out of range", v))
+	}
 	for {
 		b := byte(v & 0x7f)
 		v >>= 7

@@ -48,8 +48,8 @@ func packets(ts ...PacketType) uint16 {
 	return m
 }
 
-// propAllowed says in which packets each property may appear; anything else is a
-// protocol error [MQTT-2.2.2-2]. A zero entry is an unknown identifier: malformed.
+// propAllowed says in which packets each property may appear; anything else is
+// a Malformed Packet (MQTT 5.0 section 2.2.2.2). A zero entry is an unknown identifier.
 var propAllowed = [0x2B]uint16{
 	PropPayloadFormat:        packets(PUBLISH, willProps),
 	PropMessageExpiry:        packets(PUBLISH, willProps),
@@ -183,7 +183,7 @@ func (p *Properties) decodeOne(r *reader, pt PacketType) {
 	}
 	id := PropID(raw)
 	if propAllowed[id]&(1<<pt) == 0 {
-		r.fail(protocolErr("property 0x%02X not allowed in %s", raw, packetName(pt)))
+		r.fail(malformed("property 0x%02X not allowed in %s", raw, packetName(pt)))
 		return
 	}
 	if id != PropUser && !(id == PropSubscriptionID && pt == PUBLISH) && p.Has(id) {
