@@ -24,6 +24,9 @@ type Broker struct {
 	subs     *route.Trie[subKey, subEntry]
 	retained session.RetainedStore
 	shared   *sharedPicker
+	// sysRetained holds the current $SYS values for new subscribers; sys publishes them.
+	sysRetained *session.MemoryRetained
+	sys         *sysPublisher
 	// Stats are the broker's counters.
 	Stats Stats
 	start time.Time
@@ -70,19 +73,25 @@ func New(cfg Config) (*Broker, error) {
 		retained = session.NewMemoryRetained()
 	}
 	strategy, _ := parseStrategy(cfg.SharedStrategy) // checked by Validate
-	return &Broker{
-		cfg:       cfg,
-		log:       log,
-		now:       now,
-		subs:      route.NewTrie[subKey, subEntry](),
-		retained:  retained,
-		shared:    newSharedPicker(strategy),
-		start:     now(),
-		clients:   make(map[string]*conn),
-		sessions:  make(map[string]*sessionRecord),
-		conns:     make(map[*conn]struct{}),
-		listeners: make(map[net.Listener]struct{}),
-	}, nil
+	b := &Broker{
+		cfg:         cfg,
+		log:         log,
+		now:         now,
+		subs:        route.NewTrie[subKey, subEntry](),
+		retained:    retained,
+		shared:      newSharedPicker(strategy),
+		start:       now(),
+		clients:     make(map[string]*conn),
+		sessions:    make(map[string]*sessionRecord),
+		conns:       make(map[*conn]struct{}),
+		listeners:   make(map[net.Listener]struct{}),
+		sysRetained: session.NewMemoryRetained(),
+	}
+	if cfg.SysInterval > 0 {
+		b.sys = newSysPublisher(b, cfg.SysInterval)
+		go b.sys.run()
+	}
+	return b, nil
 }
 
 // ErrClosed is returned by Serve once the broker is shutting down.
@@ -161,6 +170,7 @@ func (b *Broker) isClosing() bool {
 // expire, in which case the remaining sockets are closed hard.
 func (b *Broker) Shutdown(ctx context.Context) error {
 	b.mu.Lock()
+	alreadyClosing := b.closing
 	b.closing = true
 	for ln := range b.listeners {
 		ln.Close()
@@ -173,6 +183,9 @@ func (b *Broker) Shutdown(ctx context.Context) error {
 		r.stopTimers()
 	}
 	b.mu.Unlock()
+	if b.sys != nil && !alreadyClosing {
+		b.sys.close()
+	}
 	for _, c := range conns {
 		c.kick(closeShutdown)
 	}

@@ -38,6 +38,10 @@ type Config struct {
 	// SharedStrategy picks the member of a shared subscription group that gets a
 	// message: "round_robin" (default), "random", "hash_clientid" or "hash_topic".
 	SharedStrategy string
+	// SysInterval is how often the $SYS/broker/... topics are published; 0 disables them.
+	SysInterval time.Duration
+	// Version is the broker version published in $SYS/broker/version.
+	Version string
 	// Now returns the current time; nil means time.Now. Tests may replace it.
 	Now func() time.Time
 }
@@ -54,6 +58,8 @@ func DefaultConfig() Config {
 		MaxWriteQueue:     4096,
 		Session:           session.DefaultConfig(),
 		SharedStrategy:    "round_robin",
+		SysInterval:       10 * time.Second,
+		Version:           "dev",
 	}
 }
 
@@ -74,6 +80,9 @@ func (c *Config) Validate() error {
 	}
 	if c.TopicAliasMaximum < 0 || c.TopicAliasMaximum > 65535 {
 		errs = append(errs, fmt.Errorf("topic alias maximum %d: must be 0..65535", c.TopicAliasMaximum))
+	}
+	if c.SysInterval < 0 {
+		errs = append(errs, fmt.Errorf("sys interval %v: must not be negative", c.SysInterval))
 	}
 	if c.WriteTimeout <= 0 {
 		errs = append(errs, fmt.Errorf("write timeout %v: must be positive", c.WriteTimeout))

@@ -48,6 +48,9 @@ type conn struct {
 	code       proto.ReasonCode
 	// kicked is set when another goroutine asked the reader to stop.
 	kicked atomic.Bool
+	// connected is set once CONNACK accepting the client is queued; after it, version
+	// may be read from other goroutines.
+	connected atomic.Bool
 	// cleanDisconnect is set when the client sent DISCONNECT that suppresses the will.
 	cleanDisconnect bool
 
@@ -76,8 +79,10 @@ func (c *conn) setReason(r closeReason, code proto.ReasonCode) {
 	})
 }
 
-// kick asks the connection to close from another goroutine: it unblocks the reader,
-// which tears the connection down and sends DISCONNECT with the reason's code (5.0).
+// kick closes the connection from another goroutine: the writer flushes what is
+// queued, then a 5.0 DISCONNECT with the reason's code, then closes the socket, which
+// ends the reader and its teardown. Closing through the writer, rather than
+// interrupting the reader, works the same for TCP, TLS and WebSocket connections.
 func (c *conn) kick(r closeReason) {
 	code := proto.ReasonCode(0)
 	switch r {
@@ -92,9 +97,16 @@ func (c *conn) kick(r closeReason) {
 	}
 	c.setReason(r, code)
 	c.kicked.Store(true)
-	// A past deadline makes the blocked Read return at once without closing the
-	// socket, so the writer can still flush the DISCONNECT.
-	_ = c.nc.SetReadDeadline(time.Unix(1, 0)) // fails only if already closed: then the read fails too
+	c.w.finish(c.disconnectPacket(code))
+}
+
+// disconnectPacket is the DISCONNECT a 5.0 client gets before the broker closes its
+// connection [MQTT-4.13.2-1]; nil when there is nothing to send.
+func (c *conn) disconnectPacket(code proto.ReasonCode) proto.Packet {
+	if code == 0 || !c.connected.Load() || c.version != proto.V5 {
+		return nil
+	}
+	return &proto.Disconnect{ReasonCode: code}
 }
 
 // run is the connection's reader goroutine: CONNECT, then the packet loop, then
@@ -127,6 +139,7 @@ func (c *conn) readLoop() error {
 		if c.kicked.Load() {
 			return errKicked
 		}
+		c.b.Stats.PacketsReceived.Add(1)
 		if err := c.handle(p); err != nil {
 			return err
 		}
@@ -178,11 +191,8 @@ func (c *conn) classify(err error) {
 // teardown flushes and closes the socket, then settles the session and the will.
 func (c *conn) teardown() {
 	c.b.Stats.Closed[c.reason].Add(1)
-	if c.version == proto.V5 && c.sess != nil && c.code != 0 {
-		// [MQTT-4.13.2-1] tell a 5.0 client why, before closing.
-		c.w.pushControl(&proto.Disconnect{ReasonCode: c.code})
-	}
-	c.w.stop()
+	c.w.finish(c.disconnectPacket(c.code))
+	<-c.w.exited
 	c.b.connectionGone(c)
 }
 

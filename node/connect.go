@@ -47,7 +47,9 @@ func (c *conn) connect() error {
 		return fmt.Errorf("%w: %w", errRefused, err)
 	}
 	c.w.pushControl(c.connack(present))
+	c.connected.Store(true)
 	c.b.Stats.connected()
+	c.b.Stats.ConnectsTotal.Add(1)
 	// Resent inflight messages follow CONNACK [MQTT-4.4.0-1].
 	c.sess.Attach(&c.w, c.clientReceiveMax, c.b.now())
 	c.log.Debug("connected", "version", c.version.String(), "clean_start", cp.CleanStart,
@@ -269,6 +271,7 @@ func (b *Broker) expireSession(rec *sessionRecord) {
 	will := rec.pendingWill
 	b.discardSessionLocked(rec)
 	b.mu.Unlock()
+	b.Stats.SessionsExpired.Add(1)
 	b.log.Debug("session expired", "client_id", rec.s.ClientID)
 	if will != nil {
 		b.publish(will)

@@ -10,6 +10,10 @@ import (
 // atomically and may be read at any time.
 type Stats struct {
 	ConnectionsTotal  atomic.Int64 // accepted sockets
+	ConnectsTotal     atomic.Int64 // CONNECTs accepted with CONNACK 0
+	SessionsExpired   atomic.Int64 // sessions ended by their expiry interval
+	PacketsReceived   atomic.Int64 // control packets of any type from clients
+	PacketsSent       atomic.Int64 // control packets of any type to clients
 	Connected         atomic.Int64 // clients past CONNACK, now
 	MaxConnected      atomic.Int64 // highest Connected seen
 	MessagesReceived  atomic.Int64 // PUBLISH packets from clients

@@ -1,6 +1,8 @@
 package node
 
 import (
+	"strings"
+
 	"github.com/skein-mq/skein/proto"
 	"github.com/skein-mq/skein/session"
 )
@@ -45,7 +47,11 @@ func (c *conn) handleSubscribe(p *proto.Subscribe) error {
 	c.w.pushControl(&proto.Suback{PacketID: p.PacketID, ReasonCodes: codes})
 	now := c.b.now()
 	for _, r := range sendRetained {
-		err := c.b.retained.Match(r.sub.Filter, func(m *session.Message) bool {
+		store := c.b.retained
+		if strings.HasPrefix(r.sub.Filter, "$SYS/") {
+			store = c.b.sysRetained // $SYS values live apart; wildcard-first filters never match them
+		}
+		err := store.Match(r.sub.Filter, func(m *session.Message) bool {
 			if m.Expired(now) {
 				return true
 			}

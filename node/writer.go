@@ -17,7 +17,9 @@ type writer struct {
 
 	mu      sync.Mutex // guards q and stopped
 	q       []outItem
-	stopped bool
+	stopped bool // finish was called: nothing more is queued
+	// finishOnce makes finish idempotent: the first caller's DISCONNECT is the one sent.
+	finishOnce sync.Once
 
 	wake   chan struct{} // capacity 1: "the queue may be non-empty"
 	exited chan struct{} // closed when loop returns
@@ -96,16 +98,20 @@ func (w *writer) signal() {
 	}
 }
 
-// stop makes the loop write what is queued, close the socket and return; stop waits
-// for that. Writes after stop are bounded by a short deadline, so a stalled client
-// cannot hold the teardown.
-func (w *writer) stop() {
-	w.mu.Lock()
-	w.stopped = true
-	w.mu.Unlock()
-	_ = w.c.nc.SetWriteDeadline(time.Now().Add(min(w.c.b.cfg.WriteTimeout, 5*time.Second))) // a closed socket fails the write anyway
-	w.signal()
-	<-w.exited
+// finish makes the loop write what is queued, then last (if not nil), then close the
+// socket and return. Only the first call counts. The remaining writes are bounded by
+// a short deadline, so a stalled client cannot hold the teardown.
+func (w *writer) finish(last proto.Packet) {
+	w.finishOnce.Do(func() {
+		w.mu.Lock()
+		if last != nil {
+			w.q = append(w.q, outItem{ctl: last})
+		}
+		w.stopped = true
+		w.mu.Unlock()
+		_ = w.c.nc.SetWriteDeadline(time.Now().Add(min(w.c.b.cfg.WriteTimeout, 5*time.Second))) // a closed socket fails the write anyway
+		w.signal()
+	})
 }
 
 // loop is the writer goroutine.
@@ -194,6 +200,7 @@ func (w *writer) write(batch []outItem) error {
 	n, err := c.nc.Write(buf)
 	b.Stats.BytesSent.Add(int64(n))
 	b.Stats.MessagesSent.Add(int64(sent))
+	b.Stats.PacketsSent.Add(int64(len(batch)))
 	return err
 }
 

@@ -30,6 +30,7 @@ type serveOptions struct {
 	maxQueued       int
 	connectTimeout  time.Duration
 	sharedStrategy  string
+	sysInterval     time.Duration
 	shutdownTimeout time.Duration
 }
 
@@ -63,6 +64,7 @@ flags on the command line win over the file.`,
 	f.IntVar(&o.maxQueued, "max-queued-messages", def.Session.MaxQueued, "QoS 1/2 messages queued per session beyond the inflight window")
 	f.DurationVar(&o.connectTimeout, "connect-timeout", def.ConnectTimeout, "close a connection that sends no CONNECT within this time")
 	f.StringVar(&o.sharedStrategy, "shared-subscription-strategy", def.SharedStrategy, "shared subscription dispatch: round_robin, random, hash_clientid or hash_topic")
+	f.DurationVar(&o.sysInterval, "sys-interval", def.SysInterval, "how often to publish $SYS/broker/... topics; 0 disables them")
 	f.DurationVar(&o.shutdownTimeout, "shutdown-timeout", 10*time.Second, "how long a graceful shutdown may take before connections are closed hard")
 	return cmd
 }
@@ -77,6 +79,8 @@ func (o *serveOptions) nodeConfig(log *slog.Logger) (node.Config, error) {
 	cfg.Session.MaxQueued = o.maxQueued
 	cfg.ConnectTimeout = o.connectTimeout
 	cfg.SharedStrategy = o.sharedStrategy
+	cfg.SysInterval = o.sysInterval
+	cfg.Version = Version()
 	checks := []struct {
 		flag string
 		err  error
@@ -86,6 +90,7 @@ func (o *serveOptions) nodeConfig(log *slog.Logger) (node.Config, error) {
 		{"max-queued-messages", rangeErr(o.maxQueued, 0, 1<<30)},
 		{"connect-timeout", positive(o.connectTimeout)},
 		{"shutdown-timeout", positive(o.shutdownTimeout)},
+		{"sys-interval", notNegative(o.sysInterval)},
 	}
 	for _, c := range checks {
 		if c.err != nil {
@@ -114,6 +119,13 @@ func rangeErr(v, lo, hi int) error {
 func positive(d time.Duration) error {
 	if d <= 0 {
 		return fmt.Errorf("%v must be positive", d)
+	}
+	return nil
+}
+
+func notNegative(d time.Duration) error {
+	if d < 0 {
+		return fmt.Errorf("%v must not be negative", d)
 	}
 	return nil
 }
