@@ -69,7 +69,15 @@ func New(cfg Config) (*Broker, error) {
 		now = time.Now
 	}
 	retained := cfg.Retained
-	if retained == nil {
+	switch {
+	case retained != nil:
+	case cfg.Store != nil:
+		r, err := session.OpenRetained(cfg.Store, now())
+		if err != nil {
+			return nil, err
+		}
+		retained = r
+	default:
 		retained = session.NewMemoryRetained()
 	}
 	strategy, _ := parseStrategy(cfg.SharedStrategy) // checked by Validate
@@ -86,6 +94,11 @@ func New(cfg Config) (*Broker, error) {
 		conns:       make(map[*conn]struct{}),
 		listeners:   make(map[net.Listener]struct{}),
 		sysRetained: session.NewMemoryRetained(),
+	}
+	if cfg.Store != nil {
+		if err := b.restoreSessions(); err != nil {
+			return nil, err
+		}
 	}
 	if cfg.SysInterval > 0 {
 		b.sys = newSysPublisher(b, cfg.SysInterval)

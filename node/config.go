@@ -33,7 +33,11 @@ type Config struct {
 	MaxWriteQueue int
 	// Session bounds each session's inflight window and queue.
 	Session session.Config
-	// Retained stores retained messages; nil means in memory.
+	// Store, when set, keeps persistent sessions on disk (and, unless Retained is
+	// set, retained messages): the broker loads them in New and writes through.
+	// The caller closes it after Shutdown.
+	Store *session.Store
+	// Retained stores retained messages; nil means in memory, or in Store when set.
 	Retained session.RetainedStore
 	// SharedStrategy picks the member of a shared subscription group that gets a
 	// message: "round_robin" (default), "random", "hash_clientid" or "hash_topic".

@@ -195,6 +195,15 @@ func (b *Broker) register(c *conn, cleanStart bool) (present bool, err error) {
 		present = true
 	}
 	rec.s.SetExpiry(c.expiry)
+	if store := b.cfg.Store; store != nil {
+		// A session with an expiry outlives its connection and must survive a
+		// restart; one without ends with the connection and never touches the disk.
+		if c.expiry > 0 {
+			rec.s.Persist(store)
+		} else {
+			rec.s.Unpersist()
+		}
+	}
 	c.sess = rec.s
 	if endedWill != nil {
 		go b.publish(endedWill)
@@ -202,9 +211,11 @@ func (b *Broker) register(c *conn, cleanStart bool) (present bool, err error) {
 	return present, nil
 }
 
-// discardSessionLocked removes a session and its subscriptions. b.mu is held.
+// discardSessionLocked removes a session and its subscriptions, from disk too. b.mu
+// is held.
 func (b *Broker) discardSessionLocked(rec *sessionRecord) {
 	rec.stopTimers()
+	rec.s.Unpersist()
 	for _, sub := range rec.s.Subscriptions() {
 		b.removeSubscription(rec.s, sub.Filter)
 	}
@@ -236,7 +247,7 @@ func (b *Broker) connectionGone(c *conn) {
 		}
 		return
 	}
-	rec.s.Detach(&c.w)
+	rec.s.Detach(&c.w, now)
 	expiry := rec.s.Expiry()
 	var delay uint32
 	if c.version == proto.V5 && c.will != nil {

@@ -25,14 +25,15 @@ func (c *conn) handle(p proto.Packet) error {
 		if err != nil {
 			code = proto.PacketIdentifierNotFound
 		}
-		c.w.pushAck(proto.PUBREL, p.PacketID, code)
+		c.w.pushAck(proto.PUBREL, p.PacketID, code, 0)
 	case *proto.Pubrel:
 		code := proto.Success
 		if !c.sess.Release(p.PacketID) {
 			code = proto.PacketIdentifierNotFound
 		}
-		// [MQTT-4.3.3-11] answer PUBREL with PUBCOMP, even for an unknown id.
-		c.w.pushAck(proto.PUBCOMP, p.PacketID, code)
+		// [MQTT-4.3.3-11] answer PUBREL with PUBCOMP, even for an unknown id. It waits
+		// until the id is gone from disk too: after PUBCOMP the client may reuse it.
+		c.w.pushAck(proto.PUBCOMP, p.PacketID, code, c.sess.Ticket())
 	case *proto.Pubcomp:
 		c.ackFromClient(c.sess.Pubcomp(p.PacketID, c.b.now()), p)
 	case *proto.Subscribe:

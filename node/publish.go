@@ -43,20 +43,24 @@ func (c *conn) handlePublish(p *proto.Publish) error {
 	case 0:
 		b.publish(m)
 	case 1:
-		n := b.publish(m)
-		c.w.pushAck(proto.PUBACK, p.PacketID, matchedCode(n))
+		n, ticket := b.publish(m)
+		c.w.pushAck(proto.PUBACK, p.PacketID, matchedCode(n), ticket)
 	case 2:
 		isNew, err := c.sess.ReceiveQoS2(p.PacketID, b.cfg.ReceiveMaximum)
 		if err != nil {
 			return err
 		}
 		code := proto.Success
+		var ticket uint64
 		if isNew {
-			code = matchedCode(b.publish(m))
+			var n int
+			n, ticket = b.publish(m)
+			code = matchedCode(n)
 		}
 		// A duplicate (DUP retransmission before PUBREL) is acknowledged again but
-		// not delivered again [MQTT-4.3.3-9].
-		c.w.pushAck(proto.PUBREC, p.PacketID, code)
+		// not delivered again [MQTT-4.3.3-9]. The PUBREC waits until the message and
+		// the id awaiting PUBREL are on disk, so a crash cannot deliver it twice.
+		c.w.pushAck(proto.PUBREC, p.PacketID, code, max(ticket, c.sess.Ticket()))
 	}
 	return nil
 }
@@ -96,14 +100,19 @@ func (c *conn) resolveAlias(p *proto.Publish) error {
 }
 
 // publish stores a retained message and delivers m to every matching session. It
-// returns the number of sessions it reached.
-func (b *Broker) publish(m *session.Message) int {
+// returns the number of sessions it reached and the store ticket an acknowledgement
+// to the publisher must wait for (0 when nothing went to disk).
+func (b *Broker) publish(m *session.Message) (int, uint64) {
+	var ticket uint64
 	if m.Retain {
-		if err := b.retained.Set(m); err != nil {
+		t, err := b.retained.Set(m)
+		if err != nil {
 			b.log.Error("store retained message", "topic", m.Topic, "err", err)
 		}
+		ticket = t
 	}
-	return b.route(m)
+	n, t := b.route(m)
+	return n, max(ticket, t)
 }
 
 // fanout is the scratch space of one route call, pooled so routing does not allocate
@@ -131,7 +140,7 @@ var fanoutPool = sync.Pool{New: func() any { return &fanout{} }}
 // route delivers m to the local subscribers whose filters match its topic: once per
 // session at the highest matching QoS with every matching subscription identifier,
 // and to one member of each matching shared subscription group.
-func (b *Broker) route(m *session.Message) int {
+func (b *Broker) route(m *session.Message) (int, uint64) {
 	f := fanoutPool.Get().(*fanout)
 	b.subs.Match(m.Topic, func(filter string, k subKey, e subEntry) bool {
 		if k.group != "" {
@@ -153,13 +162,16 @@ func (b *Broker) route(m *session.Message) int {
 		f.add(pick.s, m, pick.e)
 	}
 	now := b.now()
+	var ticket uint64
 	for i := range f.plain {
-		b.Stats.drop(f.plain[i].s.Deliver(f.plain[i].d, now))
+		r, t := f.plain[i].s.DeliverDurable(f.plain[i].d, now)
+		b.Stats.drop(r)
+		ticket = max(ticket, t)
 	}
 	n := len(f.plain)
 	f.reset()
 	fanoutPool.Put(f)
-	return n
+	return n, ticket
 }
 
 // add merges one matching subscription into the deliveries: a session matched by

@@ -44,7 +44,8 @@ func (c *conn) handleSubscribe(p *proto.Subscribe) error {
 			sendRetained = append(sendRetained, retainedFor{sub, id})
 		}
 	}
-	c.w.pushControl(&proto.Suback{PacketID: p.PacketID, ReasonCodes: codes})
+	// The SUBACK waits until a persistent session's subscriptions are on disk.
+	c.w.pushItem(outItem{ctl: &proto.Suback{PacketID: p.PacketID, ReasonCodes: codes}, ticket: c.sess.Ticket()})
 	now := c.b.now()
 	for _, r := range sendRetained {
 		store := c.b.retained
@@ -97,6 +98,12 @@ func (c *conn) handleUnsubscribe(p *proto.Unsubscribe) error {
 // replaced a subscription with the same filter [MQTT-3.8.4-3].
 func (b *Broker) addSubscription(s *session.Session, sub session.Subscription) (existed bool) {
 	existed = s.Subscribe(sub)
+	b.indexSubscription(s, sub)
+	return existed
+}
+
+// indexSubscription adds a session's subscription to the trie.
+func (b *Broker) indexSubscription(s *session.Session, sub session.Subscription) {
 	group, filter, shared := proto.SplitShared(sub.Filter)
 	if !shared {
 		filter = sub.Filter
@@ -107,7 +114,6 @@ func (b *Broker) addSubscription(s *session.Session, sub session.Subscription) (
 		retainAsPublished: sub.RetainAsPublished,
 		id:                sub.ID,
 	})
-	return existed
 }
 
 // unsubscribe removes one subscription and reports whether it existed.

@@ -150,7 +150,7 @@ func (p *sysPublisher) publish(elapsed time.Duration) {
 		}
 		p.last[v.topic] = v.value
 		m := &session.Message{Topic: sysPrefix + v.topic, Payload: []byte(v.value), Retain: true}
-		if err := b.sysRetained.Set(m); err != nil {
+		if _, err := b.sysRetained.Set(m); err != nil {
 			b.log.Error("store $SYS value", "topic", m.Topic, "err", err)
 		}
 		b.route(m)

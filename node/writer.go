@@ -1,7 +1,9 @@
 package node
 
 import (
+	"context"
 	"errors"
+	"fmt"
 	"os"
 	"sync"
 	"time"
@@ -39,6 +41,9 @@ type outItem struct {
 	ack     proto.PacketType
 	ackID   uint16
 	ackCode proto.ReasonCode
+	// ticket, when not 0, is the store write this packet must not overtake: an
+	// acknowledgement is a promise that the message is on disk.
+	ticket uint64
 }
 
 func (w *writer) init(c *conn) {
@@ -68,9 +73,10 @@ func (w *writer) pushControl(p proto.Packet) {
 	w.pushItem(outItem{ctl: p})
 }
 
-// pushAck queues PUBACK, PUBREC, PUBREL or PUBCOMP.
-func (w *writer) pushAck(t proto.PacketType, id uint16, code proto.ReasonCode) {
-	w.pushItem(outItem{ack: t, ackID: id, ackCode: code})
+// pushAck queues PUBACK, PUBREC, PUBREL or PUBCOMP, to be sent once store ticket
+// (0: none) is durable.
+func (w *writer) pushAck(t proto.PacketType, id uint16, code proto.ReasonCode, ticket uint64) {
+	w.pushItem(outItem{ack: t, ackID: id, ackCode: code, ticket: ticket})
 }
 
 func (w *writer) pushItem(it outItem) {
@@ -148,10 +154,22 @@ func (w *writer) loop() {
 	}
 }
 
-// write encodes a batch into one buffer and writes it with one call.
+// write encodes a batch into one buffer and writes it with one call. When the batch
+// holds acknowledgements or deliveries that depend on store writes, it first waits
+// for the newest of them: one wait per batch, while the reader goes on reading, so
+// the disk's latency costs no throughput.
 func (w *writer) write(batch []outItem) error {
 	c := w.c
 	b := c.b
+	if store := b.cfg.Store; store != nil {
+		var ticket uint64
+		for i := range batch {
+			ticket = max(ticket, batch[i].ticket, batch[i].o.Ticket)
+		}
+		if err := store.Wait(context.Background(), ticket); err != nil {
+			return fmt.Errorf("wait for the session store: %w", err)
+		}
+	}
 	now := b.now()
 	buf := w.buf[:0]
 	sent := 0

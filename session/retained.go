@@ -2,6 +2,7 @@ package session
 
 import (
 	"sync"
+	"time"
 
 	"github.com/skein-mq/skein/route"
 )
@@ -10,8 +11,9 @@ import (
 // safe for concurrent use.
 type RetainedStore interface {
 	// Set stores m as the retained message of m.Topic, or deletes the topic's retained
-	// message when m.Payload is empty [MQTT-3.3.1-10] [MQTT-3.3.1-11].
-	Set(m *Message) error
+	// message when m.Payload is empty [MQTT-3.3.1-10] [MQTT-3.3.1-11]. A store on disk
+	// returns the ticket of the write (see Store.Wait); 0 means nothing to wait for.
+	Set(m *Message) (ticket uint64, err error)
 	// Match calls fn for each retained message whose topic matches filter.
 	Match(filter string, fn func(*Message) bool) error
 	// Len returns the number of retained messages.
@@ -34,7 +36,7 @@ func NewMemoryRetained() *MemoryRetained {
 }
 
 // Set implements RetainedStore.
-func (r *MemoryRetained) Set(m *Message) error {
+func (r *MemoryRetained) Set(m *Message) (uint64, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if len(m.Payload) == 0 {
@@ -42,13 +44,41 @@ func (r *MemoryRetained) Set(m *Message) error {
 			delete(r.msgs, m.Topic)
 			r.topics.Remove(m.Topic, m.Topic)
 		}
-		return nil
+		return 0, nil
 	}
 	if _, ok := r.msgs[m.Topic]; !ok {
 		r.topics.Add(m.Topic, m.Topic, struct{}{})
 	}
 	r.msgs[m.Topic] = m
-	return nil
+	return 0, nil
+}
+
+// PersistentRetained is a RetainedStore served from memory and written through to a
+// Store, so retained messages survive restarts. Build it with OpenRetained.
+type PersistentRetained struct {
+	*MemoryRetained
+	store *Store
+}
+
+// OpenRetained loads the retained messages of store and returns the store that
+// keeps them.
+func OpenRetained(store *Store, now time.Time) (*PersistentRetained, error) {
+	mem := NewMemoryRetained()
+	if err := store.LoadRetained(mem, now); err != nil {
+		return nil, err
+	}
+	return &PersistentRetained{MemoryRetained: mem, store: store}, nil
+}
+
+// Set implements RetainedStore: memory first, then the write-through.
+func (r *PersistentRetained) Set(m *Message) (uint64, error) {
+	if _, err := r.MemoryRetained.Set(m); err != nil {
+		return 0, err
+	}
+	if len(m.Payload) == 0 {
+		return r.store.deleteRetained(m.Topic), nil
+	}
+	return r.store.putRetained(m)
 }
 
 // Match implements RetainedStore.

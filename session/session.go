@@ -17,6 +17,9 @@ type Config struct {
 	// MaxQueued bounds the messages waiting for the window or for the client to
 	// return. Past it, a message is dropped (see DropOldest) and counted.
 	MaxQueued int
+	// MaxQueuedBytes bounds the topic and payload bytes of the queued messages; 0
+	// means no bound beyond MaxQueued.
+	MaxQueuedBytes int
 	// DropOldest drops the oldest queued message to make room for a new one instead
 	// of dropping the new one (Mosquitto drops the new one; so does the default).
 	DropOldest bool
@@ -38,6 +41,9 @@ func (c Config) Validate() error {
 	if c.MaxQueued < 0 {
 		return fmt.Errorf("session: max queued messages %d: must not be negative", c.MaxQueued)
 	}
+	if c.MaxQueuedBytes < 0 {
+		return fmt.Errorf("session: max queued bytes %d: must not be negative", c.MaxQueuedBytes)
+	}
 	return nil
 }
 
@@ -51,6 +57,10 @@ type Outgoing struct {
 	Retain   bool  // retain flag as sent to this subscriber
 	SubIDs   []int // 5.0 subscription identifiers of the matching subscriptions
 	Release  bool
+	// Ticket, when not 0, is the store write that made this delivery durable: the
+	// connection must not send it before Store.Wait(Ticket) returns, or a crash could
+	// lose the record of a QoS 2 message the client already has.
+	Ticket uint64
 }
 
 // Outbox is where an online session delivers. Push appends to the connection's write
@@ -66,14 +76,6 @@ type Outbox interface {
 type Subscription struct {
 	proto.Subscription
 	ID int // 5.0 subscription identifier, 0 for none
-}
-
-// inflight is one outgoing QoS 1/2 message between first send and final ack.
-type inflight struct {
-	out Outgoing
-	// released is set once PUBREC arrived: the message is delivered and only the
-	// PUBREL/PUBCOMP exchange is left [MQTT-4.3.3-*].
-	released bool
 }
 
 // Delivery is a message routed to a session, with the options of the subscription it
@@ -112,6 +114,24 @@ func (r DropReason) String() string {
 // ErrPacketIDNotFound is returned for an ack of a packet id the session is not waiting for.
 var ErrPacketIDNotFound = errors.New("session: packet identifier not found")
 
+// PacketID is the packet identifier of the delivery with sequence number seq (from 1).
+// Deriving the id from the sequence makes it durable with the delivery record itself:
+// after a restart a message goes out again with the id it had [MQTT-4.4.0-1].
+func PacketID(seq uint64) uint16 { return uint16((seq-1)%65535) + 1 }
+
+// entry is a QoS 1/2 delivery from the moment it is routed to its final ack: queued,
+// then inflight.
+type entry struct {
+	out Outgoing
+	seq uint64
+	// released is set once PUBREC arrived: only the PUBREL/PUBCOMP exchange is left
+	// [MQTT-4.3.3-4], and the message is forgotten.
+	released bool
+	// sent is set once the PUBLISH was pushed to a connection (or, for entries read
+	// back from disk, may have been): a resend carries DUP.
+	sent bool
+}
+
 // Session is the state of one client session. All methods are safe for concurrent use.
 type Session struct {
 	ClientID string
@@ -122,10 +142,12 @@ type Session struct {
 	subs map[string]Subscription
 	// window is the inflight limit for the current connection.
 	window int
-	// inflight in send order; acks usually come in order, so the scan is short.
-	inflight []*inflight
-	queue    []Delivery
-	nextID   uint16
+	// inflight in sequence order; acks usually come in order, so the scan is short.
+	inflight []*entry
+	// queue holds deliveries waiting for the window or for a connection, in order.
+	queue       []*entry
+	queuedBytes int // topic and payload bytes in queue
+	nextSeq     uint64
 	// incoming holds the QoS 2 packet ids received and not yet released by PUBREL.
 	incoming map[uint16]struct{}
 	out      Outbox
@@ -133,6 +155,11 @@ type Session struct {
 	expiry uint32
 	// drops counts messages dropped by this session since it was created.
 	drops uint64
+
+	// store is set while the session is persistent; every change is written through.
+	store *Store
+	// ticket is the newest store write of this session.
+	ticket uint64
 }
 
 // New returns an empty session.
@@ -143,14 +170,16 @@ func New(clientID string, cfg Config) *Session {
 		subs:     make(map[string]Subscription),
 		incoming: make(map[uint16]struct{}),
 		window:   cfg.MaxInflight,
+		nextSeq:  1,
 	}
 }
 
 // SetExpiry sets the session expiry interval (seconds; 0xFFFFFFFF never).
 func (s *Session) SetExpiry(sec uint32) {
 	s.mu.Lock()
+	defer s.mu.Unlock()
 	s.expiry = sec
-	s.mu.Unlock()
+	s.writeMetaLocked(time.Time{})
 }
 
 // Expiry returns the session expiry interval.
@@ -160,12 +189,24 @@ func (s *Session) Expiry() uint32 {
 	return s.expiry
 }
 
+// Ticket returns the newest store write of this session (0 when not persistent): an
+// acknowledgement that depends on the session's state (SUBACK, PUBREC, PUBCOMP) waits
+// for it.
+func (s *Session) Ticket() uint64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.ticket
+}
+
 // Subscribe records a subscription and reports whether it replaced one with the same filter.
 func (s *Session) Subscribe(sub Subscription) (existed bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	_, existed = s.subs[sub.Filter]
 	s.subs[sub.Filter] = sub
+	if s.store != nil {
+		s.ticket = s.store.put(s.ClientID, bucketSubs, []byte(sub.Filter), encodeSubscription(sub))
+	}
 	return existed
 }
 
@@ -175,6 +216,9 @@ func (s *Session) Unsubscribe(filter string) bool {
 	defer s.mu.Unlock()
 	_, ok := s.subs[filter]
 	delete(s.subs, filter)
+	if ok && s.store != nil {
+		s.ticket = s.store.del(s.ClientID, bucketSubs, []byte(filter))
+	}
 	return ok
 }
 
@@ -216,9 +260,10 @@ func (s *Session) Attach(out Outbox, receiveMax int, now time.Time) {
 	if receiveMax > 0 && receiveMax < s.window {
 		s.window = receiveMax
 	}
-	for _, f := range s.inflight {
-		o := f.out
-		if f.released {
+	s.writeMetaLocked(time.Time{})
+	for _, e := range s.inflight {
+		o := e.out
+		if e.released {
 			o = Outgoing{PacketID: o.PacketID, Release: true}
 		} else {
 			o.Dup = true
@@ -230,109 +275,154 @@ func (s *Session) Attach(out Outbox, receiveMax int, now time.Time) {
 
 // Detach disconnects the session from its connection, if out is still the one
 // attached (a newer connection may have attached already).
-func (s *Session) Detach(out Outbox) {
+func (s *Session) Detach(out Outbox, now time.Time) {
 	s.mu.Lock()
+	defer s.mu.Unlock()
 	if s.out == out {
 		s.out = nil
+		s.writeMetaLocked(now)
 	}
-	s.mu.Unlock()
 }
 
-// Deliver routes one message to the session. QoS 0 goes straight to the connection
-// (and is dropped when there is none, unless QueueQoS0); QoS 1/2 take a packet id
-// and a window slot, or wait in the queue behind messages already waiting, so that
-// order is kept.
+// Deliver routes one message to the session; see DeliverDurable.
 func (s *Session) Deliver(d Delivery, now time.Time) DropReason {
+	r, _ := s.DeliverDurable(d, now)
+	return r
+}
+
+// DeliverDurable routes one message to the session. QoS 0 goes straight to the
+// connection (and is dropped when there is none, unless QueueQoS0); QoS 1/2 take the
+// next sequence number (and so packet id) and a window slot, or wait in the queue
+// behind messages already waiting, so that order is kept. For a persistent session the
+// delivery is written to the store; the returned ticket is that write, which the
+// publisher's acknowledgement must wait for (0 when nothing was written).
+func (s *Session) DeliverDurable(d Delivery, now time.Time) (DropReason, uint64) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if d.QoS == 0 {
 		if s.out != nil {
 			if s.out.Push(Outgoing{Msg: d.Msg, Retain: d.Retain, SubIDs: d.SubIDs}) {
-				return NotDropped
+				return NotDropped, 0
 			}
 			s.drops++
-			return DropOutbox
+			return DropOutbox, 0
 		}
 		if !s.cfg.QueueQoS0 {
 			s.drops++
-			return DropOffline
+			return DropOffline, 0
 		}
-	}
-	if s.out != nil && len(s.queue) == 0 && len(s.inflight) < s.window {
-		if s.sendLocked(d) {
-			return NotDropped
+		if s.fullLocked(d.Msg) && !s.makeRoomLocked(d.Msg) {
+			return DropQueueFull, 0
 		}
+		s.enqueueLocked(&entry{out: Outgoing{Msg: d.Msg, Retain: d.Retain, SubIDs: d.SubIDs}})
+		return NotDropped, 0
 	}
-	return s.enqueueLocked(d)
+	canSend := s.out != nil && len(s.queue) == 0 && s.roomLocked(s.nextSeq)
+	if !canSend && s.fullLocked(d.Msg) && !s.makeRoomLocked(d.Msg) {
+		return DropQueueFull, 0
+	}
+	e := &entry{seq: s.nextSeq, out: Outgoing{Msg: d.Msg, QoS: d.QoS, Retain: d.Retain, SubIDs: d.SubIDs, PacketID: PacketID(s.nextSeq)}}
+	s.nextSeq++
+	var ticket uint64
+	if s.store != nil {
+		t, err := s.putEntryLocked(e)
+		if err != nil {
+			// The message cannot be encoded for the store (it came from a client, so
+			// this is a codec bug): deliver it from memory rather than lose it.
+			t = 0
+		}
+		ticket, e.out.Ticket = t, t
+	}
+	if canSend && s.sendLocked(e) {
+		return NotDropped, ticket
+	}
+	if s.fullLocked(d.Msg) && !s.makeRoomLocked(d.Msg) {
+		// Only reachable when the connection refused the push: the queue was empty.
+		s.forgetLocked(e)
+		return DropQueueFull, 0
+	}
+	s.enqueueLocked(e)
+	return NotDropped, ticket
 }
 
-func (s *Session) enqueueLocked(d Delivery) DropReason {
-	if len(s.queue) >= s.cfg.MaxQueued {
-		if !s.cfg.DropOldest || len(s.queue) == 0 {
-			s.drops++
-			return DropQueueFull
-		}
+func msgSize(m *Message) int { return len(m.Topic) + len(m.Payload) }
+
+// fullLocked reports whether queueing m would pass a bound.
+func (s *Session) fullLocked(m *Message) bool {
+	return len(s.queue) >= s.cfg.MaxQueued ||
+		s.cfg.MaxQueuedBytes > 0 && s.queuedBytes+msgSize(m) > s.cfg.MaxQueuedBytes
+}
+
+func (s *Session) enqueueLocked(e *entry) {
+	s.queue = append(s.queue, e)
+	s.queuedBytes += msgSize(e.out.Msg)
+}
+
+// makeRoomLocked drops the oldest queued deliveries, when DropOldest is set, until m
+// fits; each drop is counted, and so is m's when it does not fit. It reports whether
+// there is room for m now.
+func (s *Session) makeRoomLocked(m *Message) bool {
+	for s.cfg.DropOldest && len(s.queue) > 0 && s.fullLocked(m) {
+		old := s.queue[0]
+		s.forgetLocked(old)
+		s.queuedBytes -= msgSize(old.out.Msg)
 		copy(s.queue, s.queue[1:])
-		s.queue[len(s.queue)-1] = Delivery{}
+		s.queue[len(s.queue)-1] = nil
 		s.queue = s.queue[:len(s.queue)-1]
 		s.drops++
 	}
-	s.queue = append(s.queue, d)
-	return NotDropped
-}
-
-// sendLocked pushes d to the outbox, taking a packet id and window slot for QoS 1/2.
-// It reports false when the outbox refused it.
-func (s *Session) sendLocked(d Delivery) bool {
-	o := Outgoing{Msg: d.Msg, QoS: d.QoS, Retain: d.Retain, SubIDs: d.SubIDs}
-	if d.QoS == 0 {
-		return s.out.Push(o)
-	}
-	o.PacketID = s.allocIDLocked()
-	if !s.out.Push(o) {
+	if s.fullLocked(m) {
+		s.drops++
 		return false
 	}
-	s.inflight = append(s.inflight, &inflight{out: o})
 	return true
 }
 
-// allocIDLocked returns a packet id not used by any inflight message. The window is
-// at most 65535, so one is always free.
-func (s *Session) allocIDLocked() uint16 {
-	for {
-		s.nextID++
-		if s.nextID == 0 {
-			s.nextID = 1
-		}
-		if s.findLocked(s.nextID) < 0 {
-			return s.nextID
-		}
+// roomLocked reports whether a delivery with sequence seq may go inflight: the window
+// has a free slot, and its packet id is not still held by the oldest inflight
+// delivery 65535 sequence numbers before it.
+func (s *Session) roomLocked(seq uint64) bool {
+	if len(s.inflight) >= s.window {
+		return false
 	}
+	return len(s.inflight) == 0 || seq-s.inflight[0].seq < 65535
 }
 
-func (s *Session) findLocked(id uint16) int {
-	for i, f := range s.inflight {
-		if f.out.PacketID == id {
-			return i
-		}
+// sendLocked pushes e to the outbox; a QoS 1/2 delivery goes inflight. It reports
+// false when the outbox refused it.
+func (s *Session) sendLocked(e *entry) bool {
+	o := e.out
+	o.Dup = e.sent
+	if !s.out.Push(o) {
+		return false
 	}
-	return -1
+	if o.QoS > 0 {
+		e.sent = true
+		s.inflight = append(s.inflight, e)
+	}
+	return true
 }
 
 // fillLocked moves queued messages into the window while there is room, skipping
 // expired ones.
 func (s *Session) fillLocked(now time.Time) {
 	n := 0
-	for n < len(s.queue) && s.out != nil && len(s.inflight) < s.window {
-		d := s.queue[n]
-		if d.Msg.Expired(now) {
+	for n < len(s.queue) && s.out != nil {
+		e := s.queue[n]
+		if e.out.Msg.Expired(now) {
 			s.drops++
+			s.forgetLocked(e)
+			s.queuedBytes -= msgSize(e.out.Msg)
 			n++
 			continue
 		}
-		if !s.sendLocked(d) {
+		if e.out.QoS > 0 && !s.roomLocked(e.seq) {
 			break
 		}
+		if !s.sendLocked(e) {
+			break
+		}
+		s.queuedBytes -= msgSize(e.out.Msg)
 		n++
 	}
 	if n > 0 {
@@ -340,6 +430,22 @@ func (s *Session) fillLocked(now time.Time) {
 		clear(s.queue[rest:])
 		s.queue = s.queue[:rest]
 	}
+}
+
+func (s *Session) findLocked(id uint16) int {
+	for i, e := range s.inflight {
+		if e.out.PacketID == id {
+			return i
+		}
+	}
+	return -1
+}
+
+// removeInflightLocked ends inflight delivery i and lets queued ones in.
+func (s *Session) removeInflightLocked(i int, now time.Time) {
+	s.forgetLocked(s.inflight[i])
+	s.inflight = append(s.inflight[:i], s.inflight[i+1:]...)
+	s.fillLocked(now)
 }
 
 // Puback completes a QoS 1 delivery.
@@ -359,8 +465,7 @@ func (s *Session) complete(id uint16, qos byte, released bool, now time.Time) er
 	if i < 0 || s.inflight[i].out.QoS != qos || s.inflight[i].released != released {
 		return fmt.Errorf("complete qos %d id %d: %w", qos, id, ErrPacketIDNotFound)
 	}
-	s.inflight = append(s.inflight[:i], s.inflight[i+1:]...)
-	s.fillLocked(now)
+	s.removeInflightLocked(i, now)
 	return nil
 }
 
@@ -373,9 +478,8 @@ func (s *Session) Discard(id uint16, now time.Time) error {
 	if i < 0 {
 		return fmt.Errorf("discard id %d: %w", id, ErrPacketIDNotFound)
 	}
-	s.inflight = append(s.inflight[:i], s.inflight[i+1:]...)
 	s.drops++
-	s.fillLocked(now)
+	s.removeInflightLocked(i, now)
 	return nil
 }
 
@@ -391,20 +495,23 @@ func (s *Session) Pubrec(id uint16, code proto.ReasonCode, now time.Time) error 
 		return fmt.Errorf("pubrec id %d: %w", id, ErrPacketIDNotFound)
 	}
 	if code.IsError() {
-		s.inflight = append(s.inflight[:i], s.inflight[i+1:]...)
-		s.fillLocked(now)
+		s.removeInflightLocked(i, now)
 		return nil
 	}
-	f := s.inflight[i]
-	f.released = true
-	f.out = Outgoing{PacketID: id, QoS: 2}
+	e := s.inflight[i]
+	e.released = true
+	e.out = Outgoing{PacketID: id, QoS: 2}
+	if s.store != nil {
+		_, _ = s.putEntryLocked(e) // a released record carries no message; it cannot fail to encode
+	}
 	return nil
 }
 
 // ReceiveQoS2 records an incoming QoS 2 PUBLISH. It reports false for a packet id
 // already awaiting PUBREL: a retransmission the broker must not deliver again
 // [MQTT-4.3.3-9]. limit bounds how many may await PUBREL at once (the server's
-// Receive Maximum); over it, ReceiveQoS2 fails.
+// Receive Maximum); over it, ReceiveQoS2 fails. For a persistent session the id is
+// written through: the PUBREC must wait for Ticket.
 func (s *Session) ReceiveQoS2(id uint16, limit int) (isNew bool, err error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -415,14 +522,22 @@ func (s *Session) ReceiveQoS2(id uint16, limit int) (isNew bool, err error) {
 		return false, &proto.Error{Code: proto.ReceiveMaximumExceeded, Msg: fmt.Sprintf("more than %d QoS 2 messages awaiting PUBREL", limit)}
 	}
 	s.incoming[id] = struct{}{}
+	if s.store != nil {
+		s.ticket = s.store.put(s.ClientID, bucketIn, idKey(id), nil)
+	}
 	return true, nil
 }
 
-// Release forgets an incoming QoS 2 packet id on PUBREL and reports whether it was known.
+// Release forgets an incoming QoS 2 packet id on PUBREL and reports whether it was
+// known. For a persistent session the PUBCOMP must wait for Ticket: once the client
+// has PUBCOMP it may reuse the id, which must not then look like a duplicate.
 func (s *Session) Release(id uint16) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	_, ok := s.incoming[id]
 	delete(s.incoming, id)
+	if ok && s.store != nil {
+		s.ticket = s.store.del(s.ClientID, bucketIn, idKey(id))
+	}
 	return ok
 }

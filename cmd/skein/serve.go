@@ -4,10 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
-	"net"
+	"net/http"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"time"
@@ -15,19 +17,23 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/skein-mq/skein/node"
+	"github.com/skein-mq/skein/session"
 )
 
 // serveOptions are the settings of `skein serve`: every one is a flag and a key of
 // the YAML config file.
 type serveOptions struct {
 	configFile      string
-	mqttAddr        string
+	listeners       listenerOptions
 	dataDir         string
 	logLevel        string
 	logFormat       string
 	maxPacketSize   int
 	maxInflight     int
 	maxQueued       int
+	maxQueuedBytes  int
+	dropPolicy      string
+	queueQoS0       bool
 	connectTimeout  time.Duration
 	sharedStrategy  string
 	sysInterval     time.Duration
@@ -55,13 +61,26 @@ flags on the command line win over the file.`,
 	}
 	f := cmd.Flags()
 	f.StringVar(&o.configFile, "config", "", "YAML config file whose keys are these flags' names")
-	f.StringVar(&o.mqttAddr, "mqtt-addr", ":1883", "MQTT over TCP listen address; empty disables")
+	l := &o.listeners
+	f.StringVar(&l.mqttAddr, "mqtt-addr", ":1883", "MQTT over TCP listen address; empty disables")
+	f.StringVar(&l.mqttsAddr, "mqtts-addr", ":8883", "MQTT over TLS listen address, used when --tls-cert is set; empty disables")
+	f.StringVar(&l.wsAddr, "ws-addr", ":8083", "MQTT over WebSocket listen address; empty disables")
+	f.StringVar(&l.wssAddr, "wss-addr", ":8084", "MQTT over WebSocket with TLS, used when --tls-cert is set; empty disables")
+	f.StringVar(&l.wsPath, "ws-path", "/mqtt", "HTTP path of the WebSocket listeners")
+	f.StringVar(&l.httpAddr, "http-addr", ":18083", "HTTP address for /healthz and /readyz; empty disables")
+	f.StringVar(&l.tls.CertFile, "tls-cert", "", "PEM certificate chain for the TLS listeners (reloaded on SIGHUP)")
+	f.StringVar(&l.tls.KeyFile, "tls-key", "", "PEM private key of --tls-cert")
+	f.StringVar(&l.tls.CAFile, "tls-ca", "", "PEM CA certificates that client certificates must chain to")
+	f.BoolVar(&l.tls.RequireClientCert, "tls-require-client-cert", false, "refuse TLS clients without a valid certificate (mutual TLS)")
 	f.StringVar(&o.dataDir, "data-dir", "./data", "directory for persistent data")
 	f.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	f.StringVar(&o.logFormat, "log-format", "text", "log format: text or json")
 	f.IntVar(&o.maxPacketSize, "max-packet-size", def.MaxPacketSize, "largest MQTT packet accepted from a client, in bytes")
 	f.IntVar(&o.maxInflight, "max-inflight", def.Session.MaxInflight, "QoS 1/2 messages in flight to one client")
 	f.IntVar(&o.maxQueued, "max-queued-messages", def.Session.MaxQueued, "QoS 1/2 messages queued per session beyond the inflight window")
+	f.IntVar(&o.maxQueuedBytes, "max-queued-bytes", 0, "topic and payload bytes queued per session; 0 for no limit beyond --max-queued-messages")
+	f.StringVar(&o.dropPolicy, "queue-drop-policy", "newest", "which message a full session queue drops: newest (the one arriving, as Mosquitto) or oldest")
+	f.BoolVar(&o.queueQoS0, "queue-qos0-messages", false, "queue QoS 0 messages for offline persistent sessions, as Mosquitto's queue_qos0_messages")
 	f.DurationVar(&o.connectTimeout, "connect-timeout", def.ConnectTimeout, "close a connection that sends no CONNECT within this time")
 	f.StringVar(&o.sharedStrategy, "shared-subscription-strategy", def.SharedStrategy, "shared subscription dispatch: round_robin, random, hash_clientid or hash_topic")
 	f.DurationVar(&o.sysInterval, "sys-interval", def.SysInterval, "how often to publish $SYS/broker/... topics; 0 disables them")
@@ -77,6 +96,15 @@ func (o *serveOptions) nodeConfig(log *slog.Logger) (node.Config, error) {
 	cfg.MaxPacketSize = o.maxPacketSize
 	cfg.Session.MaxInflight = o.maxInflight
 	cfg.Session.MaxQueued = o.maxQueued
+	cfg.Session.MaxQueuedBytes = o.maxQueuedBytes
+	cfg.Session.QueueQoS0 = o.queueQoS0
+	switch o.dropPolicy {
+	case "newest":
+	case "oldest":
+		cfg.Session.DropOldest = true
+	default:
+		return cfg, fmt.Errorf("--queue-drop-policy: %q is not newest or oldest", o.dropPolicy)
+	}
 	cfg.ConnectTimeout = o.connectTimeout
 	cfg.SharedStrategy = o.sharedStrategy
 	cfg.SysInterval = o.sysInterval
@@ -88,6 +116,7 @@ func (o *serveOptions) nodeConfig(log *slog.Logger) (node.Config, error) {
 		{"max-packet-size", rangeErr(o.maxPacketSize, 16, 268435460)},
 		{"max-inflight", rangeErr(o.maxInflight, 1, 65535)},
 		{"max-queued-messages", rangeErr(o.maxQueued, 0, 1<<30)},
+		{"max-queued-bytes", rangeErr(o.maxQueuedBytes, 0, 1<<40)},
 		{"connect-timeout", positive(o.connectTimeout)},
 		{"shutdown-timeout", positive(o.shutdownTimeout)},
 		{"sys-interval", notNegative(o.sysInterval)},
@@ -154,47 +183,77 @@ func runServe(ctx context.Context, o *serveOptions) error {
 	if err != nil {
 		return err
 	}
-	if err := os.MkdirAll(o.dataDir, 0o750); err != nil {
+	store, err := session.OpenStore(filepath.Join(o.dataDir, "skein.db"), session.StoreOptions{Logger: log})
+	if err != nil {
 		return fmt.Errorf("--data-dir: %w", err)
 	}
+	defer store.Close()
+	cfg.Store = store
 	b, err := node.New(cfg)
 	if err != nil {
 		return err
 	}
-	var listeners []net.Listener
-	if o.mqttAddr != "" {
-		ln, err := net.Listen("tcp", o.mqttAddr)
-		if err != nil {
-			return fmt.Errorf("--mqtt-addr: %w", err)
-		}
-		listeners = append(listeners, ln)
+	var srv *servers
+	health := healthHandler(func() bool { return srv != nil && srv.isReady() })
+	srv, err = openListeners(&o.listeners, b, health, log)
+	if err != nil {
+		_ = b.Shutdown(context.Background()) // nothing is connected yet
+		return err
 	}
-	if len(listeners) == 0 {
-		return errors.New("no listener: set --mqtt-addr")
-	}
-	serveErr := make(chan error, len(listeners))
-	for _, ln := range listeners {
-		go func() { serveErr <- b.Serve(ln) }()
-	}
-	log.Info("skein started", "version", Version(), "mqtt_addr", o.mqttAddr, "data_dir", o.dataDir)
+	srv.serve(b)
+	log.Info("skein started", "version", Version(), "data_dir", o.dataDir)
 
 	if ctx == nil {
 		ctx = context.Background()
 	}
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
 	var runErr error
-	select {
-	case <-ctx.Done():
-		log.Info("shutting down")
-	case runErr = <-serveErr:
-		log.Error("listener failed", "err", runErr)
+wait:
+	for {
+		select {
+		case <-ctx.Done():
+			log.Info("shutting down")
+			break wait
+		case <-hup:
+			if err := srv.reloadCerts(); err != nil {
+				log.Error("reload TLS certificates: keeping the previous ones", "err", err)
+			} else {
+				log.Info("reloaded TLS certificates")
+			}
+		case runErr = <-srv.errs:
+			log.Error("listener failed", "err", runErr)
+			break wait
+		}
 	}
 	sctx, cancel := context.WithTimeout(context.Background(), o.shutdownTimeout)
 	defer cancel()
+	srv.closeHTTP(sctx)
 	if err := b.Shutdown(sctx); err != nil {
 		log.Warn("shutdown", "err", err)
 	}
-	log.Info("stopped")
+	srv.wait()
+	batches, writes := store.CommitStats()
+	log.Info("stopped", "store_commits", batches, "store_writes", writes)
 	return runErr
+}
+
+// healthHandler serves /healthz (the process answers) and /readyz (every listener
+// is serving).
+func healthHandler(ready func() bool) http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
+		_, _ = io.WriteString(w, "ok\n") // a failed write means the prober left
+	})
+	mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
+		if !ready() {
+			http.Error(w, "not ready", http.StatusServiceUnavailable)
+			return
+		}
+		_, _ = io.WriteString(w, "ready\n") // as above
+	})
+	return mux
 }
