@@ -95,6 +95,9 @@ func New(cfg Config) (*Broker, error) {
 		listeners:   make(map[net.Listener]struct{}),
 		sysRetained: session.NewMemoryRetained(),
 	}
+	// Every session counts its drops in the broker's Stats; sessions are created
+	// with b.cfg.Session.
+	b.cfg.Session.OnDrop = b.Stats.drop
 	if cfg.Store != nil {
 		if err := b.restoreSessions(); err != nil {
 			return nil, err
@@ -157,9 +160,14 @@ func (b *Broker) Serve(ln net.Listener) error {
 func (b *Broker) ServeConn(nc net.Conn) {
 	c := newConn(b, nc)
 	b.mu.Lock()
-	if b.closing {
+	if b.closing || b.overConnectionLimitLocked() {
+		full := !b.closing
 		b.mu.Unlock()
 		nc.Close()
+		if full {
+			b.Stats.Refused.Add(1)
+			b.log.Warn("connection refused: max connections reached", "remote", nc.RemoteAddr().String(), "max", b.cfg.MaxConnections)
+		}
 		return
 	}
 	b.conns[c] = struct{}{}

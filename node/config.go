@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/skein-mq/skein/node/auth"
 	"github.com/skein-mq/skein/proto"
 	"github.com/skein-mq/skein/session"
 )
@@ -33,6 +34,14 @@ type Config struct {
 	MaxWriteQueue int
 	// Session bounds each session's inflight window and queue.
 	Session session.Config
+	// Auth, when set, authenticates CONNECTs and authorizes topics; nil admits every
+	// client to every topic.
+	Auth Authorizer
+	// LoginLimiter, when set, refuses an address after repeated failed logins.
+	LoginLimiter *auth.LoginLimiter
+	// MaxConnections bounds the open connections; 0 means no bound. Past it a new
+	// socket is closed at once, as Mosquitto's max_connections does.
+	MaxConnections int
 	// Store, when set, keeps persistent sessions on disk (and, unless Retained is
 	// set, retained messages): the broker loads them in New and writes through.
 	// The caller closes it after Shutdown.
@@ -42,6 +51,13 @@ type Config struct {
 	// SharedStrategy picks the member of a shared subscription group that gets a
 	// message: "round_robin" (default), "random", "hash_clientid" or "hash_topic".
 	SharedStrategy string
+	// MaxKeepAlive, when not 0, is the longest keepalive allowed: a 5.0 client asking
+	// for more (or for none) is told this value as Server Keep Alive; an older
+	// client is refused, as Mosquitto's max_keepalive does.
+	MaxKeepAlive uint16
+	// ResponseInformation is sent in CONNACK to a 5.0 client that requests response
+	// information: the base of the response topics it may use. Empty sends nothing.
+	ResponseInformation string
 	// SysInterval is how often the $SYS/broker/... topics are published; 0 disables them.
 	SysInterval time.Duration
 	// Version is the broker version published in $SYS/broker/version.
@@ -84,6 +100,9 @@ func (c *Config) Validate() error {
 	}
 	if c.TopicAliasMaximum < 0 || c.TopicAliasMaximum > 65535 {
 		errs = append(errs, fmt.Errorf("topic alias maximum %d: must be 0..65535", c.TopicAliasMaximum))
+	}
+	if c.MaxConnections < 0 {
+		errs = append(errs, fmt.Errorf("max connections %d: must not be negative", c.MaxConnections))
 	}
 	if c.SysInterval < 0 {
 		errs = append(errs, fmt.Errorf("sys interval %v: must not be negative", c.SysInterval))

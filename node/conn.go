@@ -34,12 +34,20 @@ type conn struct {
 	// expiry is the session expiry interval (5.0) in force; for 3.1.1, 0 for a
 	// clean session and never (0xFFFFFFFF) for a persistent one.
 	expiry uint32
-	// clientReceiveMax and clientMaxPacket are the 5.0 client's limits (0: none sent).
+	// clientReceiveMax, clientMaxPacket and clientAliasMax are the 5.0 client's
+	// limits (0: none sent).
 	clientReceiveMax int
 	clientMaxPacket  int
+	clientAliasMax   int
+	// serverKeepAlive is set when the broker overrides a 5.0 client's keepalive.
+	serverKeepAlive bool
+	// wantResponseInfo: the 5.0 client asked for Response Information.
+	wantResponseInfo bool
 	// aliases are the topic aliases the client set (5.0), index alias-1.
-	aliases    []string
+	aliases []string
+	// username and anonymous are the identity the topic checks use.
 	username   string
+	anonymous  bool
 	assignedID bool // the broker generated the client id
 
 	// reason and code say why the connection ends; set once, by whoever ends it.
@@ -127,6 +135,10 @@ func (c *conn) run() {
 
 // readLoop reads packets until an error or a DISCONNECT.
 func (c *conn) readLoop() error {
+	if c.keepAlive == 0 {
+		// Keepalive 0 turns the mechanism off (3.1.2.10): lift the CONNECT deadline.
+		_ = c.nc.SetReadDeadline(time.Time{}) // an error shows in the read
+	}
 	for {
 		if c.keepAlive > 0 {
 			// [MQTT-3.1.2-24] close after one and a half keepalive periods of silence.

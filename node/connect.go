@@ -11,8 +11,8 @@ import (
 	"github.com/skein-mq/skein/session"
 )
 
-// neverExpires is the 5.0 session expiry interval meaning "never" [MQTT-3.1.2-?]:
-// 0xFFFFFFFF. 3.1.1 persistent sessions use it too.
+// neverExpires is the 5.0 session expiry interval meaning "never" (5.0 section
+// 3.1.2.11.2): 0xFFFFFFFF. 3.1.1 persistent sessions use it too.
 const neverExpires = 0xFFFFFFFF
 
 // connect reads and answers CONNECT. On success the session is attached and
@@ -35,7 +35,11 @@ func (c *conn) connect() error {
 		return &proto.Error{Code: proto.ProtocolError, Msg: fmt.Sprintf("first packet is %s, not CONNECT", p.Type())}
 	}
 	c.version = cp.Version
-	if code := c.checkConnect(cp); code != proto.Success {
+	code := c.checkConnect(cp)
+	if code == proto.Success {
+		code = c.authenticate(cp)
+	}
+	if code != proto.Success {
 		c.refuse(code)
 		return fmt.Errorf("%w: %s", errRefused, code)
 	}
@@ -61,8 +65,16 @@ func (c *conn) connect() error {
 // returns the 5.0 reason code to refuse with, or Success.
 func (c *conn) checkConnect(cp *proto.Connect) proto.ReasonCode {
 	c.keepAlive = time.Duration(cp.KeepAlive) * time.Second
+	if max := c.b.cfg.MaxKeepAlive; max > 0 && (cp.KeepAlive == 0 || cp.KeepAlive > max) {
+		if c.version != proto.V5 {
+			// No way to tell an older client: refuse, as Mosquitto does.
+			return proto.ClientIdentifierNotValid
+		}
+		// [MQTT-3.2.2-21] the client must use the Server Keep Alive.
+		c.keepAlive = time.Duration(max) * time.Second
+		c.serverKeepAlive = true
+	}
 	c.will = cp.Will
-	c.username = cp.Username
 	c.clientID = cp.ClientID
 	if c.clientID == "" {
 		switch {
@@ -90,6 +102,10 @@ func (c *conn) checkConnect(cp *proto.Connect) proto.ReasonCode {
 		if props.Has(proto.PropMaximumPacketSize) {
 			c.clientMaxPacket = int(props.MaximumPacketSize)
 		}
+		if props.Has(proto.PropTopicAliasMaximum) {
+			c.clientAliasMax = int(props.TopicAliasMaximum)
+		}
+		c.wantResponseInfo = props.Has(proto.PropRequestResponseInfo) && props.RequestResponseInfo == 1
 		if props.Has(proto.PropAuthMethod) {
 			// Enhanced authentication: no method is configured.
 			return proto.BadAuthenticationMethod
@@ -114,7 +130,8 @@ func (c *conn) refuse(code proto.ReasonCode) {
 
 // connack builds the accepting CONNACK, with the server's limits for a 5.0 client.
 func (c *conn) connack(present bool) *proto.Connack {
-	ack := &proto.Connack{SessionPresent: present}
+	// MQTT 3.1 has no session present flag: the byte is reserved there.
+	ack := &proto.Connack{SessionPresent: present && c.version != proto.V31}
 	if c.version != proto.V5 {
 		return ack
 	}
@@ -138,6 +155,14 @@ func (c *conn) connack(present bool) *proto.Connack {
 		pr.Set(id) // the fields stay 1 below
 	}
 	pr.RetainAvailable, pr.WildcardSubAvail, pr.SubIDAvailable, pr.SharedSubAvailable = 1, 1, 1, 1
+	if c.serverKeepAlive {
+		pr.ServerKeepAlive = uint16(c.keepAlive / time.Second)
+		pr.Set(proto.PropServerKeepAlive)
+	}
+	if c.wantResponseInfo && cfg.ResponseInformation != "" {
+		pr.ResponseInfo = cfg.ResponseInformation
+		pr.Set(proto.PropResponseInfo)
+	}
 	return ack
 }
 
@@ -205,6 +230,7 @@ func (b *Broker) register(c *conn, cleanStart bool) (present bool, err error) {
 		}
 	}
 	c.sess = rec.s
+	rec.s.SetIdentity(c.username, c.anonymous)
 	if endedWill != nil {
 		go b.publish(endedWill)
 	}
@@ -248,6 +274,9 @@ func (b *Broker) connectionGone(c *conn) {
 		return
 	}
 	rec.s.Detach(&c.w, now)
+	// Messages of a shared subscription that this member did not acknowledge go to
+	// another member now, as 5.0 section 4.8.2 allows, rather than wait for it.
+	shared := rec.s.TakeShared(now)
 	expiry := rec.s.Expiry()
 	var delay uint32
 	if c.version == proto.V5 && c.will != nil {
@@ -267,6 +296,9 @@ func (b *Broker) connectionGone(c *conn) {
 		will = nil
 	}
 	b.mu.Unlock()
+	if len(shared) > 0 {
+		b.redispatchShared(rec.s, shared)
+	}
 	if will != nil {
 		b.publish(will)
 	}

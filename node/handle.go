@@ -19,7 +19,7 @@ func (c *conn) handle(p proto.Packet) error {
 		err := c.sess.Pubrec(p.PacketID, p.ReasonCode, c.b.now())
 		c.ackFromClient(err, p)
 		if p.ReasonCode.IsError() {
-			return nil // the exchange ends here [MQTT-4.3.3-?]: no PUBREL
+			return nil // a failed PUBREC ends the exchange (5.0 section 4.3.3): no PUBREL
 		}
 		code := proto.Success
 		if err != nil {
@@ -77,8 +77,9 @@ func (c *conn) handleDisconnect(p *proto.Disconnect) error {
 			c.expiry = p.Props.SessionExpiry
 			c.sess.SetExpiry(c.expiry)
 		}
-		// [MQTT-3.14.4-3] 0x04 asks for the will to be published anyway.
-		c.cleanDisconnect = p.ReasonCode != proto.DisconnectWithWill
+		// Only a normal disconnection (0x00) deletes the will [MQTT-3.1.2-10]: 0x04
+		// asks for it, and any failure code publishes it as well (section 3.1.2.5).
+		c.cleanDisconnect = p.ReasonCode == proto.Success
 	} else {
 		c.cleanDisconnect = true // [MQTT-3.14.4-3] discard the will
 	}

@@ -3,6 +3,7 @@ package node
 import (
 	"fmt"
 	"sync"
+	"unicode/utf8"
 
 	"github.com/skein-mq/skein/proto"
 	"github.com/skein-mq/skein/session"
@@ -38,6 +39,35 @@ func (c *conn) handlePublish(p *proto.Publish) error {
 	b := c.b
 	b.Stats.MessagesReceived.Add(1)
 	b.Stats.PublishedReceived[p.QoS].Add(1)
+	if p.Props.Has(proto.PropPayloadFormat) && p.Props.PayloadFormat == 1 && !utf8.Valid(p.Payload) {
+		// The payload claims to be UTF-8 and is not (5.0 section 3.3.2.3.2): refuse
+		// it rather than pass it on to subscribers that trust the indicator.
+		if p.QoS == 0 {
+			return &proto.Error{Code: proto.PayloadFormatInvalid, Msg: "payload is not UTF-8"}
+		}
+		t := proto.PUBACK
+		if p.QoS == 2 {
+			t = proto.PUBREC
+		}
+		c.w.pushAck(t, p.PacketID, proto.PayloadFormatInvalid, 0)
+		return nil
+	}
+	if !c.mayPublish(p.Topic) {
+		// Denied: 5.0 says so in the acknowledgement (0x87); 3.1.1 has no way to,
+		// so the message is dropped and acknowledged as usual, as Mosquitto does.
+		c.log.Debug("publish denied", "topic", p.Topic)
+		code := proto.Success
+		if c.version == proto.V5 {
+			code = proto.NotAuthorized
+		}
+		switch p.QoS {
+		case 1:
+			c.w.pushAck(proto.PUBACK, p.PacketID, code, 0)
+		case 2:
+			c.w.pushAck(proto.PUBREC, p.PacketID, code, 0)
+		}
+		return nil
+	}
 	m := session.NewMessage(p, c.clientID, b.now())
 	switch p.QoS {
 	case 0:
@@ -130,6 +160,43 @@ type delivery struct {
 
 type sharedKey struct{ group, filter string }
 
+// String returns the shared subscription's filter as clients write it.
+func (k sharedKey) String() string { return proto.SharePrefix + k.group + "/" + k.filter }
+
+// mayRead checks that a session's client may receive a message on topic.
+func (b *Broker) mayRead(s *session.Session, topic string) bool {
+	if b.cfg.Auth == nil {
+		return true
+	}
+	user, anon := s.Identity()
+	return b.cfg.Auth.CanRead(s.ClientID, user, anon, topic)
+}
+
+// redispatchShared gives the undelivered messages of a shared-subscription member
+// that left to other members of the same group; with none left, back to it.
+func (b *Broker) redispatchShared(from *session.Session, ds []session.Delivery) {
+	now := b.now()
+	for _, d := range ds {
+		var members []sharedMember
+		var key sharedKey
+		b.subs.Match(d.Msg.Topic, func(filter string, k subKey, e subEntry) bool {
+			sk := sharedKey{k.group, filter}
+			if k.group != "" && k.s != from && sk.String() == d.Shared {
+				key = sk
+				members = append(members, sharedMember{k.s, e})
+			}
+			return true
+		})
+		to, qos := from, d.QoS
+		if len(members) > 0 {
+			pick := b.shared.pick(key, members, d.Msg)
+			to, qos = pick.s, min(d.Msg.QoS, pick.e.qos)
+		}
+		d.QoS = qos
+		to.Deliver(d, now) // a drop is counted through Session.OnDrop
+	}
+}
+
 type sharedMember struct {
 	s *session.Session
 	e subEntry
@@ -147,6 +214,9 @@ func (b *Broker) route(m *session.Message) (int, uint64) {
 			if f.shared == nil {
 				f.shared = make(map[sharedKey][]sharedMember)
 			}
+			if !b.mayRead(k.s, m.Topic) {
+				return true
+			}
 			sk := sharedKey{k.group, filter}
 			f.shared[sk] = append(f.shared[sk], sharedMember{k.s, e})
 			return true
@@ -154,18 +224,28 @@ func (b *Broker) route(m *session.Message) (int, uint64) {
 		if e.noLocal && k.s.ClientID == m.From { // [MQTT-3.8.3-3]
 			return true
 		}
+		if !b.mayRead(k.s, m.Topic) {
+			return true
+		}
 		f.add(k.s, m, e)
 		return true
 	})
 	for sk, members := range f.shared {
 		pick := b.shared.pick(sk, members, m)
-		f.add(pick.s, m, pick.e)
+		// A shared delivery stays its own delivery (not merged with the session's
+		// ordinary subscriptions), so it can be handed to another member if this
+		// one leaves before acknowledging it.
+		d := session.Delivery{Msg: m, QoS: min(m.QoS, pick.e.qos), Shared: sk.String()}
+		if pick.e.id > 0 {
+			d.SubIDs = []int{pick.e.id}
+		}
+		f.plain = append(f.plain, delivery{s: pick.s, d: d})
 	}
 	now := b.now()
 	var ticket uint64
 	for i := range f.plain {
-		r, t := f.plain[i].s.DeliverDurable(f.plain[i].d, now)
-		b.Stats.drop(r)
+		// Drops are counted through Session.OnDrop, evictions included.
+		_, t := f.plain[i].s.DeliverDurable(f.plain[i].d, now)
 		ticket = max(ticket, t)
 	}
 	n := len(f.plain)

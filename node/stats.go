@@ -11,6 +11,7 @@ import (
 type Stats struct {
 	ConnectionsTotal  atomic.Int64 // accepted sockets
 	ConnectsTotal     atomic.Int64 // CONNECTs accepted with CONNACK 0
+	Refused           atomic.Int64 // sockets closed at once: max connections reached
 	SessionsExpired   atomic.Int64 // sessions ended by their expiry interval
 	PacketsReceived   atomic.Int64 // control packets of any type from clients
 	PacketsSent       atomic.Int64 // control packets of any type to clients

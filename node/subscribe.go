@@ -35,10 +35,15 @@ func (c *conn) handleSubscribe(p *proto.Subscribe) error {
 		if shared && sub.NoLocal { // [MQTT-3.8.3-4]
 			return &proto.Error{Code: proto.ProtocolError, Msg: "no local on a shared subscription"}
 		}
+		if !c.maySubscribe(sub.Filter) {
+			c.log.Debug("subscribe denied", "filter", sub.Filter)
+			codes[i] = c.failCode(proto.NotAuthorized)
+			continue
+		}
 		sub.QoS = min(sub.QoS, c.b.cfg.MaxQoS)
 		existed := c.b.addSubscription(c.sess, session.Subscription{Subscription: sub, ID: id})
 		codes[i] = proto.ReasonCode(sub.QoS) // granted QoS 0, 1 or 2 [MQTT-3.9.3-1]
-		// Retained messages: never for shared subscriptions [MQTT-4.8.2-?]; per retain
+		// Retained messages: never for shared subscriptions (5.0 section 4.8.2); per retain
 		// handling for 5.0 [MQTT-3.3.1-9] [MQTT-3.3.1-10] [MQTT-3.3.1-11].
 		if !shared && (sub.RetainHandling == 0 || sub.RetainHandling == 1 && !existed) {
 			sendRetained = append(sendRetained, retainedFor{sub, id})
@@ -53,14 +58,14 @@ func (c *conn) handleSubscribe(p *proto.Subscribe) error {
 			store = c.b.sysRetained // $SYS values live apart; wildcard-first filters never match them
 		}
 		err := store.Match(r.sub.Filter, func(m *session.Message) bool {
-			if m.Expired(now) {
+			if m.Expired(now) || !c.b.mayRead(c.sess, m.Topic) {
 				return true
 			}
 			d := session.Delivery{Msg: m, QoS: min(m.QoS, r.sub.QoS), Retain: true} // [MQTT-3.3.1-8]
 			if r.id > 0 {
 				d.SubIDs = []int{r.id}
 			}
-			c.b.Stats.drop(c.sess.Deliver(d, now))
+			c.sess.Deliver(d, now) // a drop is counted through Session.OnDrop
 			return true
 		})
 		if err != nil {

@@ -30,6 +30,9 @@ type writer struct {
 	buf    []byte
 	spare  []outItem
 	failed bool
+	// aliases are the topic aliases this broker defined towards a 5.0 client that
+	// accepts them (Topic Alias Maximum in CONNECT).
+	aliases map[string]uint16
 }
 
 // outItem is one queued packet: a session delivery (PUBLISH or PUBREL), an
@@ -185,14 +188,16 @@ func (w *writer) write(batch []outItem) error {
 		case it.o.Release:
 			buf, err = appendAck(buf, proto.PUBREL, it.o.PacketID, 0, c.version)
 		default:
-			buf, err = c.appendPublish(buf, &it.o, now)
-			if err == nil && c.clientMaxPacket > 0 && len(buf)-start > c.clientMaxPacket {
+			var tooLarge bool
+			buf, tooLarge, err = w.appendPublish(buf, &it.o, now)
+			if tooLarge {
 				// [MQTT-3.1.2-25] never send a packet larger than the client accepts:
 				// drop it for this client, as if delivered.
-				buf = buf[:start]
-				b.Stats.drop(session.DropTooLarge)
 				if it.o.QoS > 0 {
+					// Discard counts the drop through Session.OnDrop.
 					_ = c.sess.Discard(it.o.PacketID, now) // the slot may be gone already after a takeover
+				} else {
+					b.Stats.drop(session.DropTooLarge)
 				}
 				continue
 			}
@@ -239,12 +244,16 @@ func appendAck(dst []byte, t proto.PacketType, id uint16, code proto.ReasonCode,
 	return p.Append(dst, v)
 }
 
-// appendPublish encodes a delivery for this connection's version. A QoS 0 message
-// without per-subscriber parts (retain flag, subscription ids, expiry) is encoded once
-// per version and the bytes are shared by every subscriber.
-func (c *conn) appendPublish(dst []byte, o *session.Outgoing, now time.Time) ([]byte, error) {
+// appendPublish encodes a delivery for this connection's version; tooLarge reports a
+// packet over the client's Maximum Packet Size, which is not appended. A QoS 0
+// message without per-subscriber parts (retain flag, subscription ids, expiry, topic
+// alias) is encoded once per version and the bytes are shared by every subscriber.
+func (w *writer) appendPublish(dst []byte, o *session.Outgoing, now time.Time) (_ []byte, tooLarge bool, err error) {
+	c := w.c
 	m := o.Msg
-	if o.QoS == 0 && !o.Retain && len(o.SubIDs) == 0 && m.Expires.IsZero() {
+	start := len(dst)
+	fits := func(b []byte) bool { return c.clientMaxPacket == 0 || len(b)-start <= c.clientMaxPacket }
+	if c.clientAliasMax == 0 && o.QoS == 0 && !o.Retain && len(o.SubIDs) == 0 && m.Expires.IsZero() {
 		slot := 0
 		if c.version == proto.V5 {
 			slot = 1
@@ -253,11 +262,50 @@ func (c *conn) appendPublish(dst []byte, o *session.Outgoing, now time.Time) ([]
 			return c.buildPublish(o, now).Append(nil, c.version)
 		})
 		if err != nil {
-			return dst, err
+			return dst, false, err
 		}
-		return append(dst, enc...), nil
+		if c.clientMaxPacket > 0 && len(enc) > c.clientMaxPacket {
+			return dst, true, nil
+		}
+		return append(dst, enc...), false, nil
 	}
-	return c.buildPublish(o, now).Append(dst, c.version)
+	p := c.buildPublish(o, now)
+	if c.clientAliasMax == 0 {
+		dst, err = p.Append(dst, c.version)
+		if err == nil && !fits(dst) {
+			return dst[:start], true, nil
+		}
+		return dst, false, err
+	}
+	// Topic aliases towards the client [MQTT-3.3.2-7]: the first packet of a topic
+	// carries the topic and defines an alias, later ones carry only the alias. New
+	// aliases are defined while the client's maximum allows; the alias is kept only
+	// once the packet that defines it is known to be sent.
+	p.Props.Set(proto.PropTopicAlias)
+	alias, known := w.aliases[m.Topic]
+	if known {
+		p.Topic = ""
+		p.Props.TopicAlias = alias
+	} else if len(w.aliases) < c.clientAliasMax {
+		alias = uint16(len(w.aliases) + 1)
+		p.Props.TopicAlias = alias
+	} else {
+		p.Props.Clear(proto.PropTopicAlias)
+	}
+	dst, err = p.Append(dst, c.version)
+	if err != nil {
+		return dst, false, err
+	}
+	if !fits(dst) {
+		return dst[:start], true, nil
+	}
+	if !known && p.Props.Has(proto.PropTopicAlias) {
+		if w.aliases == nil {
+			w.aliases = make(map[string]uint16)
+		}
+		w.aliases[m.Topic] = alias
+	}
+	return dst, false, nil
 }
 
 func (c *conn) buildPublish(o *session.Outgoing, now time.Time) *proto.Publish {

@@ -21,10 +21,10 @@ var errRecord = errors.New("session: corrupt record")
 // recordWriter appends fields.
 type recordWriter struct{ b []byte }
 
-func (w *recordWriter) u8(v byte)     { w.b = append(w.b, v) }
-func (w *recordWriter) u16(v uint16)  { w.b = binary.BigEndian.AppendUint16(w.b, v) }
-func (w *recordWriter) u32(v uint32)  { w.b = binary.BigEndian.AppendUint32(w.b, v) }
-func (w *recordWriter) u64(v uint64)  { w.b = binary.BigEndian.AppendUint64(w.b, v) }
+func (w *recordWriter) u8(v byte)    { w.b = append(w.b, v) }
+func (w *recordWriter) u16(v uint16) { w.b = binary.BigEndian.AppendUint16(w.b, v) }
+func (w *recordWriter) u32(v uint32) { w.b = binary.BigEndian.AppendUint32(w.b, v) }
+func (w *recordWriter) u64(v uint64) { w.b = binary.BigEndian.AppendUint64(w.b, v) }
 func (w *recordWriter) bytes(v []byte) {
 	w.b = binary.AppendUvarint(w.b, uint64(len(v)))
 	w.b = append(w.b, v...)

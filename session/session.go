@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/skein-mq/skein/proto"
@@ -26,6 +27,10 @@ type Config struct {
 	// QueueQoS0 queues QoS 0 messages for an offline persistent session, as
 	// Mosquitto's queue_qos0_messages does. Default false.
 	QueueQoS0 bool
+	// OnDrop, when set, is called for every message the session drops, whether the
+	// message arriving or an older one it evicts; it runs under the session's lock
+	// and must not block (a counter).
+	OnDrop func(DropReason)
 }
 
 // DefaultConfig returns the defaults: 100 inflight, 1000 queued, drop newest.
@@ -85,6 +90,10 @@ type Delivery struct {
 	QoS    byte // granted: min(published, subscribed)
 	Retain bool
 	SubIDs []int
+	// Shared names the shared subscription (group and filter) the message came
+	// through, "" for an ordinary one: if the client leaves before acknowledging it,
+	// TakeShared hands it back for another member of the group.
+	Shared string
 }
 
 // DropReason says why a delivery was not queued.
@@ -130,6 +139,8 @@ type entry struct {
 	// sent is set once the PUBLISH was pushed to a connection (or, for entries read
 	// back from disk, may have been): a resend carries DUP.
 	sent bool
+	// shared is Delivery.Shared.
+	shared string
 }
 
 // Session is the state of one client session. All methods are safe for concurrent use.
@@ -156,6 +167,9 @@ type Session struct {
 	// drops counts messages dropped by this session since it was created.
 	drops uint64
 
+	// identity is who the client authenticated as, for the read checks at delivery.
+	identity atomic.Pointer[identity]
+
 	// store is set while the session is persistent; every change is written through.
 	store *Store
 	// ticket is the newest store write of this session.
@@ -172,6 +186,25 @@ func New(clientID string, cfg Config) *Session {
 		window:   cfg.MaxInflight,
 		nextSeq:  1,
 	}
+}
+
+type identity struct {
+	username  string
+	anonymous bool
+}
+
+// SetIdentity records who the session's client authenticated as.
+func (s *Session) SetIdentity(username string, anonymous bool) {
+	s.identity.Store(&identity{username, anonymous})
+}
+
+// Identity returns who the session's client authenticated as; a session restored
+// from disk is anonymous until its client connects.
+func (s *Session) Identity() (username string, anonymous bool) {
+	if id := s.identity.Load(); id != nil {
+		return id.username, id.anonymous
+	}
+	return "", true
 }
 
 // SetExpiry sets the session expiry interval (seconds; 0xFFFFFFFF never).
@@ -304,11 +337,11 @@ func (s *Session) DeliverDurable(d Delivery, now time.Time) (DropReason, uint64)
 			if s.out.Push(Outgoing{Msg: d.Msg, Retain: d.Retain, SubIDs: d.SubIDs}) {
 				return NotDropped, 0
 			}
-			s.drops++
+			s.dropLocked(DropOutbox)
 			return DropOutbox, 0
 		}
 		if !s.cfg.QueueQoS0 {
-			s.drops++
+			s.dropLocked(DropOffline)
 			return DropOffline, 0
 		}
 		if s.fullLocked(d.Msg) && !s.makeRoomLocked(d.Msg) {
@@ -321,7 +354,7 @@ func (s *Session) DeliverDurable(d Delivery, now time.Time) (DropReason, uint64)
 	if !canSend && s.fullLocked(d.Msg) && !s.makeRoomLocked(d.Msg) {
 		return DropQueueFull, 0
 	}
-	e := &entry{seq: s.nextSeq, out: Outgoing{Msg: d.Msg, QoS: d.QoS, Retain: d.Retain, SubIDs: d.SubIDs, PacketID: PacketID(s.nextSeq)}}
+	e := &entry{seq: s.nextSeq, shared: d.Shared, out: Outgoing{Msg: d.Msg, QoS: d.QoS, Retain: d.Retain, SubIDs: d.SubIDs, PacketID: PacketID(s.nextSeq)}}
 	s.nextSeq++
 	var ticket uint64
 	if s.store != nil {
@@ -369,10 +402,10 @@ func (s *Session) makeRoomLocked(m *Message) bool {
 		copy(s.queue, s.queue[1:])
 		s.queue[len(s.queue)-1] = nil
 		s.queue = s.queue[:len(s.queue)-1]
-		s.drops++
+		s.dropLocked(DropQueueFull)
 	}
 	if s.fullLocked(m) {
-		s.drops++
+		s.dropLocked(DropQueueFull)
 		return false
 	}
 	return true
@@ -410,7 +443,7 @@ func (s *Session) fillLocked(now time.Time) {
 	for n < len(s.queue) && s.out != nil {
 		e := s.queue[n]
 		if e.out.Msg.Expired(now) {
-			s.drops++
+			s.dropLocked(DropExpired)
 			s.forgetLocked(e)
 			s.queuedBytes -= msgSize(e.out.Msg)
 			n++
@@ -448,6 +481,38 @@ func (s *Session) removeInflightLocked(i int, now time.Time) {
 	s.fillLocked(now)
 }
 
+// TakeShared removes and returns the QoS 1/2 messages that reached this session
+// through a shared subscription and are not yet delivered: queued, or sent and not
+// acknowledged (QoS 2 past PUBREC is delivered and stays). The broker gives them to
+// another member of their group when this client leaves.
+func (s *Session) TakeShared(now time.Time) []Delivery {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []Delivery
+	take := func(list []*entry, queued bool) []*entry {
+		kept := list[:0]
+		for _, e := range list {
+			if e.shared == "" || e.released {
+				kept = append(kept, e)
+				continue
+			}
+			out = append(out, Delivery{Msg: e.out.Msg, QoS: e.out.QoS, Retain: e.out.Retain, SubIDs: e.out.SubIDs, Shared: e.shared})
+			s.forgetLocked(e)
+			if queued {
+				s.queuedBytes -= msgSize(e.out.Msg)
+			}
+		}
+		clear(list[len(kept):])
+		return kept
+	}
+	s.inflight = take(s.inflight, false)
+	s.queue = take(s.queue, true)
+	if len(out) > 0 {
+		s.fillLocked(now)
+	}
+	return out
+}
+
 // Puback completes a QoS 1 delivery.
 func (s *Session) Puback(id uint16, now time.Time) error {
 	return s.complete(id, 1, false, now)
@@ -469,8 +534,17 @@ func (s *Session) complete(id uint16, qos byte, released bool, now time.Time) er
 	return nil
 }
 
+// dropLocked counts a dropped message.
+func (s *Session) dropLocked(r DropReason) {
+	s.drops++
+	if s.cfg.OnDrop != nil {
+		s.cfg.OnDrop(r)
+	}
+}
+
 // Discard ends the delivery of packet id whatever its state: the connection could
-// not send it (too large for the client) and the broker treats it as delivered.
+// not send it (too large for the client, counted as DropTooLarge) and the broker
+// treats it as delivered.
 func (s *Session) Discard(id uint16, now time.Time) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -478,7 +552,7 @@ func (s *Session) Discard(id uint16, now time.Time) error {
 	if i < 0 {
 		return fmt.Errorf("discard id %d: %w", id, ErrPacketIDNotFound)
 	}
-	s.drops++
+	s.dropLocked(DropTooLarge)
 	s.removeInflightLocked(i, now)
 	return nil
 }

@@ -518,7 +518,7 @@ func TestDetachStaleOutbox(t *testing.T) {
 	old, cur := newRecorder(), newRecorder()
 	s.Attach(old, 0, t0)
 	s.Attach(cur, 0, t0) // a new connection took the session over
-	s.Detach(old, t0)        // the old connection's late cleanup
+	s.Detach(old, t0)    // the old connection's late cleanup
 	if !s.Online() {
 		t.Fatal("Detach of the replaced outbox took the session offline")
 	}

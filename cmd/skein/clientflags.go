@@ -504,20 +504,39 @@ func b2i(b bool) int {
 	return 0
 }
 
-// connectError renders a connection failure as mosquitto's clients do.
-func connectError(err error) string {
+// connectError renders a connection failure as mosquitto's clients do and returns
+// their exit code: the CONNACK code when the broker refused, 1 otherwise. pub prints a
+// second line after a refusal, as mosquitto_pub does.
+func connectError(err error, tool string) (msg string, code int) {
 	var ce *client.ConnectError
 	if errors.As(err, &ce) {
 		if ce.Version == proto.V5 {
-			return "Connection error: " + ce.Code.String()
+			msg = "Connection error: " + reasonTitle(ce.Code)
+			if tool == "pub" {
+				msg += "\nError: A network protocol error occurred when communicating with the broker."
+			}
+			return msg, int(ce.Code)
 		}
-		return "Connection error: Connection Refused: " + connRefusedText(ce.Code)
+		msg = "Connection error: Connection Refused: " + connRefusedText(ce.Code)
+		if tool == "pub" {
+			msg += "\nError: The connection was refused."
+		}
+		return msg, int(ce.Code)
 	}
 	var ne *net.OpError
 	if errors.As(err, &ne) && strings.Contains(err.Error(), "refused") {
-		return "Error: Connection refused"
+		return "Error: Connection refused", 1
 	}
-	return "Error: " + err.Error()
+	return "Error: " + err.Error(), 1
+}
+
+// reasonTitle is a 5.0 reason code as libmosquitto's mosquitto_reason_string words it.
+func reasonTitle(c proto.ReasonCode) string {
+	if c == proto.BadUserNameOrPassword {
+		return "Bad User Name or Password"
+	}
+	s := c.String()
+	return strings.ToUpper(s[:1]) + s[1:]
 }
 
 func connRefusedText(c proto.ReasonCode) string {

@@ -18,6 +18,8 @@ func main() {
 			os.Exit(runPub(os.Args[2:], os.Stdin, os.Stdout, os.Stderr))
 		case "sub":
 			os.Exit(runSub(os.Args[2:], os.Stdout, os.Stderr))
+		case "passwd":
+			os.Exit(runPasswd(os.Args[2:], os.Stdin, os.Stdout, os.Stderr))
 		}
 	}
 	if err := newRootCmd().Execute(); err != nil {

@@ -156,8 +156,9 @@ func runPub(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	c, err := client.Connect(connCtx, opts)
 	cancel()
 	if err != nil {
-		errf("%s\n", connectError(err))
-		return 1
+		msg, code := connectError(err, "pub")
+		errf("%s\n", msg)
+		return code
 	}
 	code := 0
 	publish := func(payload []byte) bool {

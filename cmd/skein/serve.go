@@ -17,6 +17,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/skein-mq/skein/node"
+	"github.com/skein-mq/skein/node/auth"
 	"github.com/skein-mq/skein/session"
 )
 
@@ -37,6 +38,14 @@ type serveOptions struct {
 	connectTimeout  time.Duration
 	sharedStrategy  string
 	sysInterval     time.Duration
+	mosquittoConf   string
+	allowAnonymous  bool
+	passwordFile    string
+	aclFile         string
+	identityAsUser  bool
+	maxConnections  int
+	maxKeepAlive    int
+	responseInfo    string
 	shutdownTimeout time.Duration
 }
 
@@ -56,11 +65,28 @@ flags on the command line win over the file.`,
 					return err
 				}
 			}
+			if o.mosquittoConf != "" {
+				warnings, err := applyMosquittoConf(o.mosquittoConf, cmd.Flags())
+				for _, w := range warnings {
+					fmt.Fprintln(cmd.ErrOrStderr(), "skein: warning:", w)
+				}
+				if err != nil {
+					return err
+				}
+			}
 			return runServe(cmd.Context(), o)
 		},
 	}
 	f := cmd.Flags()
 	f.StringVar(&o.configFile, "config", "", "YAML config file whose keys are these flags' names")
+	f.StringVarP(&o.mosquittoConf, "mosquitto-config", "c", "", "read a Mosquitto configuration file (mosquitto.conf) for the options it shares with skein")
+	f.BoolVar(&o.allowAnonymous, "allow-anonymous", true, "let clients connect without a username (Mosquitto's allow_anonymous)")
+	f.StringVar(&o.passwordFile, "password-file", "", "Mosquitto password file (mosquitto_passwd / skein passwd); reloaded on SIGHUP")
+	f.StringVar(&o.aclFile, "acl-file", "", "Mosquitto ACL file; reloaded on SIGHUP")
+	f.BoolVar(&o.identityAsUser, "use-identity-as-username", false, "use the TLS client certificate's common name as the username (needs --tls-require-client-cert)")
+	f.IntVar(&o.maxConnections, "max-connections", 0, "open connections allowed; 0 for no limit")
+	f.IntVar(&o.maxKeepAlive, "max-keepalive", 0, "longest keepalive allowed in seconds (5.0 clients are told, older clients asking more are refused); 0 for no limit")
+	f.StringVar(&o.responseInfo, "response-information", "", "Response Information sent to 5.0 clients that request it")
 	l := &o.listeners
 	f.StringVar(&l.mqttAddr, "mqtt-addr", ":1883", "MQTT over TCP listen address; empty disables")
 	f.StringVar(&l.mqttsAddr, "mqtts-addr", ":8883", "MQTT over TLS listen address, used when --tls-cert is set; empty disables")
@@ -109,6 +135,9 @@ func (o *serveOptions) nodeConfig(log *slog.Logger) (node.Config, error) {
 	cfg.SharedStrategy = o.sharedStrategy
 	cfg.SysInterval = o.sysInterval
 	cfg.Version = Version()
+	cfg.MaxConnections = o.maxConnections
+	cfg.MaxKeepAlive = uint16(o.maxKeepAlive)
+	cfg.ResponseInformation = o.responseInfo
 	checks := []struct {
 		flag string
 		err  error
@@ -120,6 +149,8 @@ func (o *serveOptions) nodeConfig(log *slog.Logger) (node.Config, error) {
 		{"connect-timeout", positive(o.connectTimeout)},
 		{"shutdown-timeout", positive(o.shutdownTimeout)},
 		{"sys-interval", notNegative(o.sysInterval)},
+		{"max-connections", rangeErr(o.maxConnections, 0, 1<<30)},
+		{"max-keepalive", rangeErr(o.maxKeepAlive, 0, 65535)},
 	}
 	for _, c := range checks {
 		if c.err != nil {
@@ -189,6 +220,14 @@ func runServe(ctx context.Context, o *serveOptions) error {
 	}
 	defer store.Close()
 	cfg.Store = store
+	checker, err := o.authChecker()
+	if err != nil {
+		return err
+	}
+	if checker != nil {
+		cfg.Auth = checker
+	}
+	cfg.LoginLimiter = auth.NewLoginLimiter(auth.LoginLimiterConfig{})
 	b, err := node.New(cfg)
 	if err != nil {
 		return err
@@ -219,10 +258,19 @@ wait:
 			log.Info("shutting down")
 			break wait
 		case <-hup:
+			// SIGHUP reloads certificates, password and ACL files, as Mosquitto
+			// does, without dropping a connection; a broken file keeps the old one.
 			if err := srv.reloadCerts(); err != nil {
 				log.Error("reload TLS certificates: keeping the previous ones", "err", err)
 			} else {
 				log.Info("reloaded TLS certificates")
+			}
+			if checker != nil {
+				if err := checker.Reload(); err != nil {
+					log.Error("reload password and ACL files: keeping the previous ones", "err", err)
+				} else {
+					log.Info("reloaded password and ACL files")
+				}
 			}
 		case runErr = <-srv.errs:
 			log.Error("listener failed", "err", runErr)
@@ -239,6 +287,27 @@ wait:
 	batches, writes := store.CommitStats()
 	log.Info("stopped", "store_commits", batches, "store_writes", writes)
 	return runErr
+}
+
+// authChecker builds the authentication and ACL checks, or nil when every client
+// may connect and use every topic (the embedded default).
+func (o *serveOptions) authChecker() (*auth.Checker, error) {
+	if o.allowAnonymous && o.passwordFile == "" && o.aclFile == "" && !o.identityAsUser {
+		return nil, nil
+	}
+	if o.identityAsUser && !o.listeners.tls.RequireClientCert {
+		return nil, errors.New("--use-identity-as-username: needs --tls-require-client-cert")
+	}
+	c, err := auth.NewChecker(auth.Options{
+		AllowAnonymous:        o.allowAnonymous,
+		PasswordFile:          o.passwordFile,
+		ACLFile:               o.aclFile,
+		UseIdentityAsUsername: o.identityAsUser,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("--password-file/--acl-file: %w", err)
+	}
+	return c, nil
 }
 
 // healthHandler serves /healthz (the process answers) and /readyz (every listener

@@ -217,8 +217,9 @@ func runSub(args []string, stdout, stderr io.Writer) int {
 	c, err := client.Connect(connCtx, opts)
 	cancel()
 	if err != nil {
-		errf("%s\n", connectError(err))
-		return 1
+		msg, code := connectError(err, "sub")
+		errf("%s\n", msg)
+		return code
 	}
 
 	sub := &proto.Subscribe{Props: o.props.subscribe}
