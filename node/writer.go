@@ -202,6 +202,9 @@ func (w *writer) write(batch []outItem) error {
 				continue
 			}
 			sent++
+			if r := it.o.Msg.Received; r != 0 {
+				b.Stats.DeliveryLatency.Observe(now.Sub(time.Unix(0, r)))
+			}
 		}
 		if err != nil {
 			// Encoding fails only on values the broker itself produced; log and skip

@@ -23,6 +23,9 @@ type Message struct {
 	From string
 	// Expires is when the message expires (5.0 message expiry); zero means never.
 	Expires time.Time
+	// Received is when the broker received the message (unix nanoseconds), for the
+	// publish-to-deliver latency; 0 when unknown (read back from disk).
+	Received int64
 
 	// shared memoizes the QoS 0 encoding (retain flag clear) per version slot, so
 	// fan-out encodes once for all subscribers that receive identical bytes.
@@ -66,7 +69,7 @@ func (m *Message) RemainingExpiry(now time.Time) (uint32, bool) {
 // NewMessage builds a Message from a decoded PUBLISH received at now. The payload is
 // not copied: decoded packets own their buffers (see package proto).
 func NewMessage(p *proto.Publish, from string, now time.Time) *Message {
-	m := &Message{Topic: p.Topic, Payload: p.Payload, QoS: p.QoS, Retain: p.Retain, From: from}
+	m := &Message{Topic: p.Topic, Payload: p.Payload, QoS: p.QoS, Retain: p.Retain, From: from, Received: now.UnixNano()}
 	if !p.Props.Empty() {
 		m.Props = forwardedProps(&p.Props)
 		if p.Props.Has(proto.PropMessageExpiry) {
