@@ -105,7 +105,7 @@ func (c *conn) kick(r closeReason) {
 	}
 	c.setReason(r, code)
 	c.kicked.Store(true)
-	c.w.finish(c.disconnectPacket(code))
+	c.w.finish(code)
 }
 
 // disconnectPacket is the DISCONNECT a 5.0 client gets before the broker closes its
@@ -203,7 +203,7 @@ func (c *conn) classify(err error) {
 // teardown flushes and closes the socket, then settles the session and the will.
 func (c *conn) teardown() {
 	c.b.Stats.Closed[c.reason].Add(1)
-	c.w.finish(c.disconnectPacket(c.code))
+	c.w.finish(c.code)
 	<-c.w.exited
 	c.b.connectionGone(c)
 }

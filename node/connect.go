@@ -50,8 +50,7 @@ func (c *conn) connect() error {
 		c.refuse(proto.ServerUnavailable)
 		return fmt.Errorf("%w: %w", errRefused, err)
 	}
-	c.w.pushControl(c.connack(present))
-	c.connected.Store(true)
+	c.w.pushConnack(c.connack(present))
 	c.b.Stats.connected()
 	c.b.Stats.ConnectsTotal.Add(1)
 	// Resent inflight messages follow CONNACK [MQTT-4.4.0-1].

@@ -25,7 +25,10 @@ func (c *conn) handle(p proto.Packet) error {
 		if err != nil {
 			code = proto.PacketIdentifierNotFound
 		}
-		c.w.pushAck(proto.PUBREL, p.PacketID, code, 0)
+		// The PUBREL waits until the released state is on disk: after PUBREL the
+		// client forgets the id, so a crash must not make the broker resend the
+		// PUBLISH, which the client would take as a new message.
+		c.w.pushAck(proto.PUBREL, p.PacketID, code, c.sess.Ticket())
 	case *proto.Pubrel:
 		code := proto.Success
 		if !c.sess.Release(p.PacketID) {

@@ -24,7 +24,7 @@ type Stats struct {
 	BytesSent         atomic.Int64
 	PublishedReceived [3]atomic.Int64 // PUBLISH from clients, by QoS
 	// Dropped counts messages not delivered to a subscriber, by session.DropReason.
-	Dropped [5]atomic.Int64
+	Dropped [session.NumDropReasons]atomic.Int64
 	// Closed counts connection closes by closeReason.
 	Closed [numCloseReasons]atomic.Int64
 	// DeliveryLatency is the time from receiving a PUBLISH to writing it to a

@@ -17,9 +17,12 @@ import (
 type writer struct {
 	c *conn
 
-	mu      sync.Mutex // guards q and stopped
+	mu      sync.Mutex // guards q, stopped and refused
 	q       []outItem
 	stopped bool // finish was called: nothing more is queued
+	// refused is set when Push turned a delivery away for a full queue: once the
+	// queue drains, the session must be asked to refill its window.
+	refused bool
 	// finishOnce makes finish idempotent: the first caller's DISCONNECT is the one sent.
 	finishOnce sync.Once
 
@@ -60,6 +63,7 @@ func (w *writer) init(c *conn) {
 func (w *writer) Push(o session.Outgoing) bool {
 	w.mu.Lock()
 	if w.stopped || len(w.q) >= w.c.b.cfg.MaxWriteQueue {
+		w.refused = !w.stopped
 		w.mu.Unlock()
 		return false
 	}
@@ -107,13 +111,27 @@ func (w *writer) signal() {
 	}
 }
 
-// finish makes the loop write what is queued, then last (if not nil), then close the
-// socket and return. Only the first call counts. The remaining writes are bounded by
-// a short deadline, so a stalled client cannot hold the teardown.
-func (w *writer) finish(last proto.Packet) {
+// pushConnack queues the accepting CONNACK and marks the connection connected in one
+// step under the queue's lock, so a concurrent finish either sees the connection
+// unconnected (no DISCONNECT) or queues its DISCONNECT after the CONNACK.
+func (w *writer) pushConnack(p proto.Packet) {
+	w.mu.Lock()
+	if !w.stopped {
+		w.q = append(w.q, outItem{ctl: p})
+		w.c.connected.Store(true)
+	}
+	w.mu.Unlock()
+	w.signal()
+}
+
+// finish makes the loop write what is queued, then a 5.0 DISCONNECT with code (when
+// not 0 and the client is connected), then close the socket and return. Only the
+// first call counts. The remaining writes are bounded by a short deadline, so a
+// stalled client cannot hold the teardown.
+func (w *writer) finish(code proto.ReasonCode) {
 	w.finishOnce.Do(func() {
 		w.mu.Lock()
-		if last != nil {
+		if last := w.c.disconnectPacket(code); last != nil {
 			w.q = append(w.q, outItem{ctl: last})
 		}
 		w.stopped = true
@@ -136,6 +154,8 @@ func (w *writer) loop() {
 		batch := w.q
 		w.q = w.spare[:0]
 		stopped := w.stopped
+		refused := w.refused
+		w.refused = false
 		w.mu.Unlock()
 
 		if len(batch) > 0 && !w.failed {
@@ -150,6 +170,10 @@ func (w *writer) loop() {
 		}
 		clear(batch)
 		w.spare = batch[:0]
+		if refused && !stopped && !w.failed && w.c.sess != nil {
+			// The queue is empty again: deliveries the session kept back may go.
+			w.c.sess.Refill(w.c.b.now())
+		}
 		if stopped {
 			w.c.nc.Close()
 			return

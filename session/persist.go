@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"runtime/debug"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -100,6 +101,7 @@ type Restored struct {
 // record that cannot be read fails the load with an error naming the session: the
 // broker must not start with part of its state silently gone.
 func (s *Store) LoadSessions(cfg Config, now time.Time) (out []Restored, err error) {
+	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true)) // a damaged file faults: see openBolt
 	defer func() {
 		if r := recover(); r != nil {
 			err = fmt.Errorf("session store %s is corrupt (%v): restore it from a backup or move it away", s.path, r)
@@ -210,6 +212,7 @@ func loadSession(b *bolt.Bucket, clientID string, cfg Config, now time.Time) (Re
 
 // LoadRetained reads every retained message into dst, dropping expired ones.
 func (s *Store) LoadRetained(dst *MemoryRetained, now time.Time) (err error) {
+	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true)) // a damaged file faults: see openBolt
 	defer func() {
 		if r := recover(); r != nil {
 			err = fmt.Errorf("session store %s is corrupt (%v): restore it from a backup or move it away", s.path, r)

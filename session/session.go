@@ -3,6 +3,7 @@ package session
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -107,13 +108,14 @@ const (
 	DropOutbox               // QoS 0 and the connection's write queue was full
 	DropExpired              // message expiry passed while it waited
 	DropTooLarge             // larger than the client's Maximum Packet Size (5.0)
-	numDropReasons
+	// NumDropReasons is the number of DropReason values, for arrays indexed by them.
+	NumDropReasons
 )
 
 // DropReasons lists the labels of the drop reasons, indexed by DropReason.
 func DropReasons() []string { return dropReasonNames[:] }
 
-var dropReasonNames = [numDropReasons]string{"none", "queue_full", "offline", "outbox_full", "expired", "too_large"}
+var dropReasonNames = [NumDropReasons]string{"none", "queue_full", "offline", "outbox_full", "expired", "too_large"}
 
 // String names the reason as metrics label it.
 func (r DropReason) String() string {
@@ -395,6 +397,11 @@ func (s *Session) enqueueLocked(e *entry) {
 // fits; each drop is counted, and so is m's when it does not fit. It reports whether
 // there is room for m now.
 func (s *Session) makeRoomLocked(m *Message) bool {
+	if s.cfg.MaxQueuedBytes > 0 && msgSize(m) > s.cfg.MaxQueuedBytes {
+		// It would not fit in an empty queue either: evicting would only lose more.
+		s.dropLocked(DropQueueFull)
+		return false
+	}
 	for s.cfg.DropOldest && len(s.queue) > 0 && s.fullLocked(m) {
 		old := s.queue[0]
 		s.forgetLocked(old)
@@ -412,13 +419,17 @@ func (s *Session) makeRoomLocked(m *Message) bool {
 }
 
 // roomLocked reports whether a delivery with sequence seq may go inflight: the window
-// has a free slot, and its packet id is not still held by the oldest inflight
-// delivery 65535 sequence numbers before it.
+// has a free slot, and its packet id is not held by an inflight delivery 65535
+// sequence numbers away. Inflight is sorted by sequence, so its ends bound the range.
 func (s *Session) roomLocked(seq uint64) bool {
 	if len(s.inflight) >= s.window {
 		return false
 	}
-	return len(s.inflight) == 0 || seq-s.inflight[0].seq < 65535
+	if len(s.inflight) == 0 {
+		return true
+	}
+	lo, hi := min(seq, s.inflight[0].seq), max(seq, s.inflight[len(s.inflight)-1].seq)
+	return hi-lo < 65535
 }
 
 // sendLocked pushes e to the outbox; a QoS 1/2 delivery goes inflight. It reports
@@ -431,7 +442,13 @@ func (s *Session) sendLocked(e *entry) bool {
 	}
 	if o.QoS > 0 {
 		e.sent = true
-		s.inflight = append(s.inflight, e)
+		// Keep inflight sorted by sequence. New deliveries go at the end; only after
+		// a restart can a queued delivery be older than a released one inflight.
+		i := len(s.inflight)
+		for i > 0 && s.inflight[i-1].seq > e.seq {
+			i--
+		}
+		s.inflight = slices.Insert(s.inflight, i, e)
 	}
 	return true
 }
@@ -463,6 +480,14 @@ func (s *Session) fillLocked(now time.Time) {
 		clear(s.queue[rest:])
 		s.queue = s.queue[:rest]
 	}
+}
+
+// Refill moves queued messages into the window: the connection calls it when its
+// write queue has room again after refusing a push, since nothing else would.
+func (s *Session) Refill(now time.Time) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.fillLocked(now)
 }
 
 func (s *Session) findLocked(id uint16) int {

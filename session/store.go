@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -84,6 +85,9 @@ func OpenStore(path string, opts StoreOptions) (*Store, error) {
 // openBolt opens the file, turning bbolt's errors and panics on a damaged file into
 // errors that say what to do.
 func openBolt(path string, timeout time.Duration) (db *bolt.DB, err error) {
+	// A truncated file makes reads of its memory map fault (SIGBUS), which would
+	// kill the process; this turns the fault into a panic recovered below.
+	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
 	defer func() {
 		if r := recover(); r != nil {
 			err = fmt.Errorf("session store %s is corrupt (%v): restore it from a backup or move it away", path, r)
@@ -102,6 +106,7 @@ func openBolt(path string, timeout time.Duration) (db *bolt.DB, err error) {
 }
 
 func initLayout(db *bolt.DB) (err error) {
+	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true)) // see openBolt
 	defer func() {
 		if r := recover(); r != nil {
 			err = fmt.Errorf("corrupt (%v): restore it from a backup or move it away", r)
