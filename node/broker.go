@@ -42,6 +42,11 @@ type Broker struct {
 	closing   bool
 
 	wg sync.WaitGroup // connection and accept goroutines
+
+	routeMu sync.Mutex // guards routeRefs; taken after mu
+	// routeRefs counts local subscribers per (filter, group), to announce the first
+	// and the last to the cluster.
+	routeRefs map[routeRef]int
 }
 
 // sessionRecord is the broker's bookkeeping for one session.
@@ -94,6 +99,7 @@ func New(cfg Config) (*Broker, error) {
 		conns:       make(map[*conn]struct{}),
 		listeners:   make(map[net.Listener]struct{}),
 		sysRetained: session.NewMemoryRetained(),
+		routeRefs:   make(map[routeRef]int),
 	}
 	// Every session counts its drops in the broker's Stats; sessions are created
 	// with b.cfg.Session.

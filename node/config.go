@@ -42,6 +42,8 @@ type Config struct {
 	// MaxConnections bounds the open connections; 0 means no bound. Past it a new
 	// socket is closed at once, as Mosquitto's max_connections does.
 	MaxConnections int
+	// Cluster, when set, joins the broker to its peers; nil is a standalone node.
+	Cluster Cluster
 	// Store, when set, keeps persistent sessions on disk (and, unless Retained is
 	// set, retained messages): the broker loads them in New and writes through.
 	// The caller closes it after Shutdown.

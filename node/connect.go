@@ -1,6 +1,7 @@
 package node
 
 import (
+	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
@@ -180,6 +181,19 @@ var errShuttingDown = errors.New("node: broker shutting down")
 // reports whether a session was resumed.
 func (b *Broker) register(c *conn, cleanStart bool) (present bool, err error) {
 	id := c.clientID
+	var remote []byte
+	if cl := b.cfg.Cluster; cl != nil {
+		// A client id is live on at most one node: close it elsewhere, and bring its
+		// session here [MQTT-3.1.4-3] across the cluster.
+		ctx, cancel := context.WithTimeout(context.Background(), b.cfg.ConnectTimeout)
+		remote, err = cl.TakeOver(ctx, id)
+		cancel()
+		if err != nil {
+			// Best effort: a peer that cannot be reached cannot hold a live
+			// connection we could close; its session stays there until it returns.
+			c.log.Warn("take over the client id from other nodes", "err", err)
+		}
+	}
 	for {
 		b.mu.Lock()
 		if b.closing {
@@ -210,6 +224,14 @@ func (b *Broker) register(c *conn, cleanStart bool) (present bool, err error) {
 		if cleanStart {
 			b.discardSessionLocked(rec)
 			rec = nil
+		}
+	}
+	if rec == nil && remote != nil && !cleanStart {
+		imported, err := b.importSessionLocked(id, remote)
+		if err != nil {
+			c.log.Error("import the session handed over by another node", "err", err)
+		} else {
+			rec = imported
 		}
 	}
 	if rec == nil {

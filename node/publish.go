@@ -73,24 +73,24 @@ func (c *conn) handlePublish(p *proto.Publish) error {
 	case 0:
 		b.publish(m)
 	case 1:
-		n, ticket := b.publish(m)
-		c.w.pushAck(proto.PUBACK, p.PacketID, matchedCode(n), ticket)
+		pb := b.publish(m)
+		c.w.pushItem(outItem{ack: proto.PUBACK, ackID: p.PacketID, ackCode: matchedCode(pb.reached), ticket: pb.ticket, fwd: pb.fwd})
 	case 2:
 		isNew, err := c.sess.ReceiveQoS2(p.PacketID, b.cfg.ReceiveMaximum)
 		if err != nil {
 			return err
 		}
 		code := proto.Success
-		var ticket uint64
+		var pb publication
 		if isNew {
-			var n int
-			n, ticket = b.publish(m)
-			code = matchedCode(n)
+			pb = b.publish(m)
+			code = matchedCode(pb.reached)
 		}
 		// A duplicate (DUP retransmission before PUBREL) is acknowledged again but
 		// not delivered again [MQTT-4.3.3-9]. The PUBREC waits until the message and
-		// the id awaiting PUBREL are on disk, so a crash cannot deliver it twice.
-		c.w.pushAck(proto.PUBREC, p.PacketID, code, max(ticket, c.sess.Ticket()))
+		// the id awaiting PUBREL are on disk, and other nodes accepted it, so a crash
+		// cannot deliver it twice or lose it.
+		c.w.pushItem(outItem{ack: proto.PUBREC, ackID: p.PacketID, ackCode: code, ticket: max(pb.ticket, c.sess.Ticket()), fwd: pb.fwd})
 	}
 	return nil
 }
@@ -129,20 +129,37 @@ func (c *conn) resolveAlias(p *proto.Publish) error {
 	return nil
 }
 
-// publish stores a retained message and delivers m to every matching session. It
-// returns the number of sessions it reached and the store ticket an acknowledgement
-// to the publisher must wait for (0 when nothing went to disk).
-func (b *Broker) publish(m *session.Message) (int, uint64) {
-	var ticket uint64
+// publication is what publishing a message did: how many local sessions and other
+// nodes it reached, and what its acknowledgement must wait for.
+type publication struct {
+	reached int
+	ticket  uint64       // store write (0: none)
+	fwd     <-chan error // acceptance by other nodes (nil: none)
+}
+
+// publish stores a retained message, forwards m to the other nodes with matching
+// routes, and delivers it to every matching local session.
+func (b *Broker) publish(m *session.Message) publication {
+	var p publication
 	if m.Retain {
 		t, err := b.retained.Set(m)
 		if err != nil {
 			b.log.Error("store retained message", "topic", m.Topic, "err", err)
 		}
-		ticket = t
+		p.ticket = t
 	}
-	n, t := b.route(m)
-	return n, max(ticket, t)
+	var serve func(string) bool
+	if cl := b.cfg.Cluster; cl != nil {
+		notLocal, nodes, done := cl.Forward(m, m.QoS > 0)
+		p.reached, p.fwd = nodes, done
+		if len(notLocal) > 0 {
+			serve = func(key string) bool { return !notLocal[key] }
+		}
+	}
+	n, t := b.route(m, serve)
+	p.reached += n
+	p.ticket = max(p.ticket, t)
+	return p
 }
 
 // fanout is the scratch space of one route call, pooled so routing does not allocate
@@ -207,7 +224,9 @@ var fanoutPool = sync.Pool{New: func() any { return &fanout{} }}
 // route delivers m to the local subscribers whose filters match its topic: once per
 // session at the highest matching QoS with every matching subscription identifier,
 // and to one member of each matching shared subscription group.
-func (b *Broker) route(m *session.Message) (int, uint64) {
+// serve, when not nil, says which shared subscriptions ("$share/group/filter") this
+// node serves; nil serves all of them.
+func (b *Broker) route(m *session.Message, serve func(key string) bool) (int, uint64) {
 	f := fanoutPool.Get().(*fanout)
 	b.subs.Match(m.Topic, func(filter string, k subKey, e subEntry) bool {
 		if k.group != "" {
@@ -231,6 +250,9 @@ func (b *Broker) route(m *session.Message) (int, uint64) {
 		return true
 	})
 	for sk, members := range f.shared {
+		if serve != nil && !serve(sk.String()) {
+			continue // the cluster picked another node for this group
+		}
 		pick := b.shared.pick(sk, members, m)
 		// A shared delivery stays its own delivery (not merged with the session's
 		// ordinary subscriptions), so it can be handed to another member if this

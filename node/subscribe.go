@@ -113,12 +113,19 @@ func (b *Broker) indexSubscription(s *session.Session, sub session.Subscription)
 	if !shared {
 		filter = sub.Filter
 	}
-	b.subs.Add(filter, subKey{s: s, group: group}, subEntry{
+	key := subKey{s: s, group: group}
+	b.routeMu.Lock()
+	defer b.routeMu.Unlock()
+	_, had := b.subs.Get(filter, key)
+	b.subs.Add(filter, key, subEntry{
 		qos:               sub.QoS,
 		noLocal:           sub.NoLocal,
 		retainAsPublished: sub.RetainAsPublished,
 		id:                sub.ID,
 	})
+	if !had {
+		b.addRouteRefLocked(filter, group)
+	}
 }
 
 // unsubscribe removes one subscription and reports whether it existed.
@@ -136,5 +143,9 @@ func (b *Broker) removeSubscription(s *session.Session, filter string) {
 	if !shared {
 		inner = filter
 	}
-	b.subs.Remove(inner, subKey{s: s, group: group})
+	b.routeMu.Lock()
+	defer b.routeMu.Unlock()
+	if removed, _ := b.subs.Remove(inner, subKey{s: s, group: group}); removed {
+		b.dropRouteRefLocked(inner, group)
+	}
 }

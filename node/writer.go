@@ -50,6 +50,9 @@ type outItem struct {
 	// ticket, when not 0, is the store write this packet must not overtake: an
 	// acknowledgement is a promise that the message is on disk.
 	ticket uint64
+	// fwd, when not nil, yields once the other nodes the message went to accepted it:
+	// the acknowledgement is a promise for them too.
+	fwd <-chan error
 }
 
 func (w *writer) init(c *conn) {
@@ -195,6 +198,15 @@ func (w *writer) write(batch []outItem) error {
 		}
 		if err := store.Wait(context.Background(), ticket); err != nil {
 			return fmt.Errorf("wait for the session store: %w", err)
+		}
+	}
+	for i := range batch {
+		if fwd := batch[i].fwd; fwd != nil {
+			if err := <-fwd; err != nil {
+				// The message did not reach every node that needs it: no
+				// acknowledgement, so the publisher sends it again.
+				return fmt.Errorf("forward to other nodes: %w", err)
+			}
 		}
 	}
 	now := b.now()

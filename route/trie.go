@@ -317,3 +317,11 @@ func nextLevel(s string, start int) (level string, next int) {
 	}
 	return s[start:], -1
 }
+
+// swapFrom replaces t's contents with o's, under t's write lock; o must not be used
+// afterwards. It lets a restore build a fresh trie aside and swap it in whole.
+func (t *Trie[K, V]) swapFrom(o *Trie[K, V]) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.root, t.filters, t.entries = o.root, o.filters, o.entries
+}

@@ -26,6 +26,9 @@ type Message struct {
 	// Received is when the broker received the message (unix nanoseconds), for the
 	// publish-to-deliver latency; 0 when unknown (read back from disk).
 	Received int64
+	// Stamp orders writes of retained messages to one topic across a cluster (a
+	// hybrid logical clock); the later stamp wins. 0 on a standalone node.
+	Stamp int64
 
 	// shared memoizes the QoS 0 encoding (retain flag clear) per version slot, so
 	// fan-out encodes once for all subscribers that receive identical bytes.

@@ -80,6 +80,7 @@ func encodeMessage(w *recordWriter, m *Message) error {
 		return fmt.Errorf("encode message on %q: %w", m.Topic, err)
 	}
 	w.bytes(enc)
+	w.u64(uint64(m.Stamp)) // read only when present: records before it end here
 	return nil
 }
 
@@ -106,6 +107,9 @@ func decodeMessage(r *recordReader) (*Message, error) {
 	m := &Message{Topic: p.Topic, Payload: p.Payload, QoS: qos, Retain: retain, Props: p.Props, From: from}
 	if exp != 0 {
 		m.Expires = time.Unix(0, exp)
+	}
+	if len(r.b) >= 8 {
+		m.Stamp = int64(r.u64())
 	}
 	return m, nil
 }

@@ -1,0 +1,143 @@
+package cluster
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/raft"
+)
+
+// raftByte starts every Raft connection on the shared peer port.
+const raftByte = 'R'
+
+// mux splits the peer listener: connections starting with raftByte go to Raft, the
+// rest (HTTP/2, so gRPC) to the gRPC server.
+type mux struct {
+	ln        net.Listener
+	advertise net.Addr
+	raftConns chan net.Conn
+	grpcConns chan net.Conn
+	closed    chan struct{}
+	once      sync.Once
+	wg        sync.WaitGroup
+}
+
+func newMux(ln net.Listener, advertise net.Addr) *mux {
+	m := &mux{ln: ln, advertise: advertise, raftConns: make(chan net.Conn), grpcConns: make(chan net.Conn), closed: make(chan struct{})}
+	m.wg.Add(1)
+	go m.accept()
+	return m
+}
+
+func (m *mux) accept() {
+	defer m.wg.Done()
+	for {
+		c, err := m.ln.Accept()
+		if err != nil {
+			return
+		}
+		m.wg.Add(1)
+		go m.route(c)
+	}
+}
+
+// route reads the first byte (with a deadline, so a silent socket cannot hold a
+// goroutine forever) and hands the connection on.
+func (m *mux) route(c net.Conn) {
+	defer m.wg.Done()
+	_ = c.SetReadDeadline(time.Now().Add(10 * time.Second)) // a failure shows in the read
+	br := bufio.NewReader(c)
+	b, err := br.Peek(1)
+	if err != nil {
+		c.Close()
+		return
+	}
+	_ = c.SetReadDeadline(time.Time{})
+	target := m.grpcConns
+	pc := &peekedConn{Conn: c, r: br}
+	if b[0] == raftByte {
+		_, _ = br.Discard(1) // the byte was peeked: it is there
+		target = m.raftConns
+	}
+	select {
+	case target <- pc:
+	case <-m.closed:
+		c.Close()
+	}
+}
+
+func (m *mux) close() {
+	m.once.Do(func() {
+		close(m.closed)
+		m.ln.Close()
+	})
+	m.wg.Wait()
+}
+
+// peekedConn replays what the mux read ahead.
+type peekedConn struct {
+	net.Conn
+	r *bufio.Reader
+}
+
+func (c *peekedConn) Read(p []byte) (int, error) { return c.r.Read(p) }
+
+// chanListener is a net.Listener fed by the mux.
+type chanListener struct {
+	m      *mux
+	conns  chan net.Conn
+	once   sync.Once
+	closed chan struct{} // closed by Close: Accept returns
+}
+
+func newChanListener(m *mux, conns chan net.Conn) *chanListener {
+	return &chanListener{m: m, conns: conns, closed: make(chan struct{})}
+}
+
+var errMuxClosed = errors.New("cluster: peer listener closed")
+
+func (l *chanListener) Accept() (net.Conn, error) {
+	select {
+	case c := <-l.conns:
+		return c, nil
+	case <-l.m.closed:
+		return nil, errMuxClosed
+	case <-l.closed:
+		return nil, errMuxClosed
+	}
+}
+
+// Close ends Accept; the mux owns the socket itself.
+func (l *chanListener) Close() error {
+	l.once.Do(func() { close(l.closed) })
+	return nil
+}
+
+func (l *chanListener) Addr() net.Addr { return l.m.ln.Addr() }
+
+// raftLayer is Raft's stream layer over the mux.
+type raftLayer struct {
+	*chanListener
+}
+
+var _ raft.StreamLayer = (*raftLayer)(nil)
+
+// Addr is the address other nodes dial for Raft.
+func (l *raftLayer) Addr() net.Addr { return l.m.advertise }
+
+// Dial opens a Raft connection to a peer.
+func (l *raftLayer) Dial(address raft.ServerAddress, timeout time.Duration) (net.Conn, error) {
+	c, err := net.DialTimeout("tcp", string(address), timeout)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := c.Write([]byte{raftByte}); err != nil {
+		c.Close()
+		return nil, fmt.Errorf("raft dial %s: %w", address, err)
+	}
+	return c, nil
+}

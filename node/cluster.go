@@ -1,0 +1,149 @@
+package node
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/skein-mq/skein/proto"
+	"github.com/skein-mq/skein/session"
+)
+
+// Cluster connects the broker to its peers; nil makes a standalone broker. cmd plugs
+// in the cluster package's implementation. Methods are called concurrently from
+// connection goroutines; none may call back into the broker synchronously.
+type Cluster interface {
+	// AddRoute and RemoveRoute announce that this node has its first subscriber of
+	// (filter, group), or lost its last one (group "" for ordinary subscriptions).
+	// They queue the change for the replicated route table and return at once.
+	AddRoute(filter, group string)
+	RemoveRoute(filter, group string)
+	// Forward sends m to the other nodes with matching routes (to every node when m is
+	// retained). It returns the shared subscriptions ("$share/group/filter") whose
+	// member this node must not serve because another node was picked, the number of
+	// nodes it went to, and, when needAck is set and any node was sent m, a channel
+	// that yields nil once every destination has accepted it (or an error).
+	Forward(m *session.Message, needAck bool) (notLocal map[string]bool, nodes int, done <-chan error)
+	// TakeOver closes clientID's connection on every other node and returns the
+	// exported session one of them held, or nil.
+	TakeOver(ctx context.Context, clientID string) ([]byte, error)
+}
+
+// routeRef is one (filter, group) this node has subscribers for.
+type routeRef struct{ filter, group string }
+
+// addRouteRefLocked counts a new local subscriber of (filter, group) and announces
+// the first one to the cluster. b.routeMu is held.
+func (b *Broker) addRouteRefLocked(filter, group string) {
+	if b.cfg.Cluster == nil {
+		return
+	}
+	r := routeRef{filter, group}
+	b.routeRefs[r]++
+	if b.routeRefs[r] == 1 {
+		b.cfg.Cluster.AddRoute(filter, group)
+	}
+}
+
+// dropRouteRefLocked uncounts a local subscriber and announces the last one gone.
+// b.routeMu is held.
+func (b *Broker) dropRouteRefLocked(filter, group string) {
+	if b.cfg.Cluster == nil {
+		return
+	}
+	r := routeRef{filter, group}
+	if b.routeRefs[r] <= 1 {
+		delete(b.routeRefs, r)
+		b.cfg.Cluster.RemoveRoute(filter, group)
+		return
+	}
+	b.routeRefs[r]--
+}
+
+// DeliverRemote delivers a message forwarded by another node to this node's
+// subscribers: all ordinary ones, and the members of the shared subscriptions listed
+// in shared (the publishing node picked this node for those). It returns the store
+// ticket the acknowledgement to the sending node must wait for.
+func (b *Broker) DeliverRemote(m *session.Message, shared []string) uint64 {
+	serve := func(string) bool { return false }
+	if len(shared) > 0 {
+		set := make(map[string]bool, len(shared))
+		for _, s := range shared {
+			set[s] = true
+		}
+		serve = func(key string) bool { return set[key] }
+	}
+	_, ticket := b.route(m, serve)
+	return ticket
+}
+
+// StoreRetained stores a retained message replicated from another node (or clears
+// the topic for an empty payload) without delivering it; the later Stamp wins.
+func (b *Broker) StoreRetained(m *session.Message) (uint64, error) {
+	return b.retained.Set(m)
+}
+
+// EachRetained calls fn for every retained message, for a node catching up.
+func (b *Broker) EachRetained(fn func(*session.Message) bool) error {
+	return b.retained.Match("#", fn)
+}
+
+// WaitDurable waits until store ticket t is on disk (at once without a store).
+func (b *Broker) WaitDurable(ctx context.Context, t uint64) error {
+	if b.cfg.Store == nil {
+		return nil
+	}
+	return b.cfg.Store.Wait(ctx, t)
+}
+
+// ReleaseClient gives up clientID because it connected to another node: its
+// connection here is closed (5.0: DISCONNECT 0x8E) and its session, if persistent,
+// exported and removed. found reports whether this node had the client at all.
+func (b *Broker) ReleaseClient(ctx context.Context, clientID string) (state []byte, found bool, err error) {
+	b.mu.Lock()
+	c := b.clients[clientID]
+	b.mu.Unlock()
+	if c != nil {
+		c.log.Info("client id taken over by another node")
+		c.kick(closeTakenOver)
+		select {
+		case <-c.done:
+		case <-ctx.Done():
+			return nil, true, fmt.Errorf("release %q: %w", clientID, ctx.Err())
+		}
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	rec := b.sessions[clientID]
+	if rec == nil {
+		return nil, c != nil, nil
+	}
+	if rec.s.Online() {
+		// A local client connected meanwhile: it keeps the session.
+		return nil, true, nil
+	}
+	if rec.s.Expiry() != 0 {
+		if state, err = rec.s.Export(); err != nil {
+			return nil, true, err
+		}
+	}
+	b.discardSessionLocked(rec)
+	return state, true, nil
+}
+
+// importSession builds the session another node handed over and indexes its
+// subscriptions. b.mu is held.
+func (b *Broker) importSessionLocked(clientID string, state []byte) (*sessionRecord, error) {
+	s, err := session.Import(clientID, b.cfg.Session, state, b.now())
+	if err != nil {
+		return nil, err
+	}
+	rec := &sessionRecord{s: s}
+	b.sessions[clientID] = rec
+	for _, sub := range s.Subscriptions() {
+		b.indexSubscription(s, sub)
+	}
+	return rec, nil
+}
+
+// sharedKeyOf is the string key a shared subscription has in Cluster.Forward.
+func sharedKeyOf(group, filter string) string { return proto.SharePrefix + group + "/" + filter }
