@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 
-	"github.com/skein-mq/skein/proto"
 	"github.com/skein-mq/skein/session"
 )
 
@@ -144,6 +143,3 @@ func (b *Broker) importSessionLocked(clientID string, state []byte) (*sessionRec
 	}
 	return rec, nil
 }
-
-// sharedKeyOf is the string key a shared subscription has in Cluster.Forward.
-func sharedKeyOf(group, filter string) string { return proto.SharePrefix + group + "/" + filter }

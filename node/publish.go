@@ -76,6 +76,12 @@ func (c *conn) handlePublish(p *proto.Publish) error {
 		pb := b.publish(m)
 		c.w.pushItem(outItem{ack: proto.PUBACK, ackID: p.PacketID, ackCode: matchedCode(pb.reached), ticket: pb.ticket, fwd: pb.fwd})
 	case 2:
+		if store := b.cfg.Store; store != nil {
+			// The id awaiting PUBREL and the copies queued for subscribers reach the
+			// disk together: with the id but not the message, a crash would make the
+			// publisher's resend look like a duplicate and lose it.
+			defer store.Group()()
+		}
 		isNew, err := c.sess.ReceiveQoS2(p.PacketID, b.cfg.ReceiveMaximum)
 		if err != nil {
 			return err

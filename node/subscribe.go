@@ -49,9 +49,10 @@ func (c *conn) handleSubscribe(p *proto.Subscribe) error {
 			sendRetained = append(sendRetained, retainedFor{sub, id})
 		}
 	}
-	// The SUBACK waits until a persistent session's subscriptions are on disk.
-	c.w.pushItem(outItem{ctl: &proto.Suback{PacketID: p.PacketID, ReasonCodes: codes}, ticket: c.sess.Ticket()})
+	// The retained messages are read before the SUBACK goes out: one published after
+	// the client has its SUBACK then comes only live, not a second time as retained.
 	now := c.b.now()
+	var deliveries []session.Delivery
 	for _, r := range sendRetained {
 		store := c.b.retained
 		if strings.HasPrefix(r.sub.Filter, "$SYS/") {
@@ -65,12 +66,18 @@ func (c *conn) handleSubscribe(p *proto.Subscribe) error {
 			if r.id > 0 {
 				d.SubIDs = []int{r.id}
 			}
-			c.sess.Deliver(d, now) // a drop is counted through Session.OnDrop
+			deliveries = append(deliveries, d)
 			return true
 		})
 		if err != nil {
 			c.log.Error("read retained messages", "filter", r.sub.Filter, "err", err)
 		}
+	}
+	// The SUBACK waits until a persistent session's subscriptions are on disk, and
+	// goes before the retained messages [MQTT-3.8.4-1].
+	c.w.pushItem(outItem{ctl: &proto.Suback{PacketID: p.PacketID, ReasonCodes: codes}, ticket: c.sess.Ticket()})
+	for _, d := range deliveries {
+		c.sess.Deliver(d, now) // a drop is counted through Session.OnDrop
 	}
 	return nil
 }
@@ -95,7 +102,9 @@ func (c *conn) handleUnsubscribe(p *proto.Unsubscribe) error {
 			codes[i] = proto.NoSubscriptionExisted
 		}
 	}
-	c.w.pushControl(&proto.Unsuback{PacketID: p.PacketID, ReasonCodes: codes})
+	// The UNSUBACK waits until the removal is on disk: a crash after it must not
+	// bring the subscription back.
+	c.w.pushItem(outItem{ctl: &proto.Unsuback{PacketID: p.PacketID, ReasonCodes: codes}, ticket: c.sess.Ticket()})
 	return nil
 }
 

@@ -25,6 +25,11 @@ type committer struct {
 	db  *bolt.DB
 	log *slog.Logger
 
+	// gate keeps a group of writes in one transaction: writers of a group hold it
+	// shared while they enqueue, and the loop takes it exclusively to cut a batch.
+	// Go's RWMutex lets a waiting Lock stop new RLocks, so groups cannot starve it.
+	gate sync.RWMutex
+
 	mu       sync.Mutex // guards everything below
 	pending  []func(*bolt.Tx) error
 	enqueued uint64        // ticket of the newest write
@@ -97,8 +102,12 @@ func (c *committer) loop() {
 			c.mu.Unlock()
 			return
 		}
+		c.mu.Unlock()
+		c.gate.Lock() // no group is half enqueued
+		c.mu.Lock()
 		batch, c.pending = c.pending, batch[:0]
 		c.mu.Unlock()
+		c.gate.Unlock()
 
 		err := c.db.Update(func(tx *bolt.Tx) error {
 			for _, fn := range batch {

@@ -69,7 +69,7 @@ func (s *Session) writeMetaLocked(disconnectedAt time.Time) {
 }
 
 func (s *Session) putEntryLocked(e *entry) (uint64, error) {
-	rec := &outRecord{qos: e.out.QoS, retain: e.out.Retain, released: e.released, subIDs: e.out.SubIDs, msg: e.out.Msg}
+	rec := &outRecord{qos: e.out.QoS, retain: e.out.Retain, released: e.released, sent: e.sent, subIDs: e.out.SubIDs, msg: e.out.Msg}
 	v, err := encodeOut(rec)
 	if err != nil {
 		return 0, err
@@ -181,19 +181,22 @@ func loadSession(b *bolt.Bucket, clientID string, cfg Config, now time.Time) (Re
 		if seq >= s.nextSeq {
 			s.nextSeq = seq + 1
 		}
-		e := &entry{seq: seq, released: o.released, sent: true,
+		// Whether a message without expiry was sent is not recorded (it costs a write
+		// per message and only DUP depends on it): assume it was.
+		sent := o.sent || o.msg == nil || o.msg.Expires.IsZero()
+		e := &entry{seq: seq, released: o.released, sent: sent,
 			out: Outgoing{Msg: o.msg, QoS: o.qos, Retain: o.retain, SubIDs: o.subIDs, PacketID: PacketID(seq)}}
 		if o.released {
 			// Only PUBREL/PUBCOMP is left: it holds a window slot until PUBCOMP.
 			s.inflight = append(s.inflight, e)
 			return nil
 		}
-		if o.msg.Expired(now) {
+		if !sent && o.msg.Expired(now) {
+			// Expired before its delivery started: it may go (5.0 section 3.3.2.3.3).
+			// A message already sent must be sent again whatever its expiry.
 			gone = append(gone, seq)
 			return nil
 		}
-		// Whether it was sent before the stop is unknown, so it goes out with DUP:
-		// harmless if it was not, and what the client needs if it was.
 		s.enqueueLocked(e)
 		return nil
 	})

@@ -119,6 +119,7 @@ type outRecord struct {
 	qos      byte
 	retain   bool
 	released bool // PUBREC received: only PUBREL/PUBCOMP left
+	sent     bool // the PUBLISH went out at least once (recorded for expiring messages)
 	subIDs   []int
 	msg      *Message // nil once released
 }
@@ -127,7 +128,7 @@ func encodeOut(o *outRecord) ([]byte, error) {
 	w := &recordWriter{}
 	w.u8(recordV1)
 	w.u8(o.qos)
-	w.u8(b2u8(o.retain) | b2u8(o.released)<<1)
+	w.u8(b2u8(o.retain) | b2u8(o.released)<<1 | b2u8(o.sent)<<2)
 	w.u16(uint16(len(o.subIDs)))
 	for _, id := range o.subIDs {
 		w.u32(uint32(id))
@@ -147,7 +148,7 @@ func decodeOut(b []byte) (*outRecord, error) {
 	}
 	o := &outRecord{qos: r.u8()}
 	flags := r.u8()
-	o.retain, o.released = flags&1 != 0, flags&2 != 0
+	o.retain, o.released, o.sent = flags&1 != 0, flags&2 != 0, flags&4 != 0
 	n := int(r.u16())
 	for i := 0; i < n && r.err == nil; i++ {
 		o.subIDs = append(o.subIDs, int(r.u32()))

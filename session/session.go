@@ -441,6 +441,12 @@ func (s *Session) sendLocked(e *entry) bool {
 		return false
 	}
 	if o.QoS > 0 {
+		if !e.sent && s.store != nil && !e.out.Msg.Expires.IsZero() {
+			// An expiring message once sent must survive a restart whatever its
+			// expiry: record that it went out (nobody waits for this write).
+			e.sent = true
+			_, _ = s.putEntryLocked(e) // it encoded when queued
+		}
 		e.sent = true
 		// Keep inflight sorted by sequence. New deliveries go at the end; only after
 		// a restart can a queued delivery be older than a released one inflight.
@@ -459,7 +465,7 @@ func (s *Session) fillLocked(now time.Time) {
 	n := 0
 	for n < len(s.queue) && s.out != nil {
 		e := s.queue[n]
-		if e.out.Msg.Expired(now) {
+		if !e.sent && e.out.Msg.Expired(now) {
 			s.dropLocked(DropExpired)
 			s.forgetLocked(e)
 			s.queuedBytes -= msgSize(e.out.Msg)

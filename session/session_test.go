@@ -1195,3 +1195,134 @@ func TestConcurrentDeliverAndAck(t *testing.T) {
 	}
 	wantCounts(t, s, 0, 0, 0)
 }
+
+// TestQueueBytesBound covers MaxQueuedBytes: the topic and payload bytes of queued
+// messages (inflight ones do not count). Every message here is 6 bytes ("mN" and
+// "p-mN"), so 12 bytes hold two.
+func TestQueueBytesBound(t *testing.T) {
+	cases := []struct {
+		name       string
+		dropOldest bool
+		deliveries []session.Delivery
+		wantResult []session.DropReason
+		wantQueued int
+		wantDrops  uint64
+		wantOnline []string // topics sent once online, acking each
+	}{
+		{
+			name:       "drop newest",
+			deliveries: []session.Delivery{dlv("m1", 1), dlv("m2", 1), dlv("m3", 1), dlv("m4", 2)},
+			wantResult: []session.DropReason{session.NotDropped, session.NotDropped, session.DropQueueFull, session.DropQueueFull},
+			wantQueued: 2, wantDrops: 2,
+			wantOnline: []string{"m1", "m2"},
+		},
+		{
+			name: "drop oldest", dropOldest: true,
+			deliveries: []session.Delivery{dlv("m1", 1), dlv("m2", 1), dlv("m3", 1), dlv("m4", 2)},
+			wantResult: []session.DropReason{session.NotDropped, session.NotDropped, session.NotDropped, session.NotDropped},
+			wantQueued: 2, wantDrops: 2,
+			wantOnline: []string{"m3", "m4"},
+		},
+		{
+			name:       "a message larger than the bound is dropped",
+			deliveries: []session.Delivery{dlv("m1", 1), dlv("m2", 1), {Msg: &session.Message{Topic: "big", Payload: make([]byte, 100)}, QoS: 1}},
+			wantResult: []session.DropReason{session.NotDropped, session.NotDropped, session.DropQueueFull},
+			wantQueued: 2, wantDrops: 1,
+			wantOnline: []string{"m1", "m2"},
+		},
+		{
+			// It can never fit, so evicting the queue for it only loses messages.
+			name: "a message larger than the bound does not empty the queue", dropOldest: true,
+			deliveries: []session.Delivery{dlv("m1", 1), dlv("m2", 1), {Msg: &session.Message{Topic: "big", Payload: make([]byte, 100)}, QoS: 1}},
+			wantResult: []session.DropReason{session.NotDropped, session.NotDropped, session.DropQueueFull},
+			wantQueued: 2, wantDrops: 1,
+			wantOnline: []string{"m1", "m2"},
+		},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			conf := cfg(1, 100)
+			conf.MaxQueuedBytes = 12
+			conf.DropOldest = c.dropOldest
+			s := session.New("c", conf)
+			for i, d := range c.deliveries {
+				deliver(t, s, d, c.wantResult[i])
+			}
+			wantCounts(t, s, 0, c.wantQueued, c.wantDrops)
+			r := newRecorder()
+			s.Attach(r, 0, t0)
+			var got []string
+			for out := r.take(); len(out) > 0; out = r.take() {
+				for _, o := range out {
+					got = append(got, o.Msg.Topic)
+					if o.QoS == 2 {
+						noErr(t, "Pubrec", s.Pubrec(o.PacketID, proto.Success, t0))
+						noErr(t, "Pubcomp", s.Pubcomp(o.PacketID, t0))
+					} else {
+						noErr(t, "Puback", s.Puback(o.PacketID, t0))
+					}
+				}
+			}
+			if !slices.Equal(got, c.wantOnline) {
+				t.Fatalf("sent %q, want %q", got, c.wantOnline)
+			}
+			wantCounts(t, s, 0, 0, c.wantDrops)
+		})
+	}
+
+	t.Run("bytes are freed when a message leaves the queue", func(t *testing.T) {
+		conf := cfg(1, 100)
+		conf.MaxQueuedBytes = 12
+		s := session.New("c", conf)
+		r := newRecorder()
+		s.Attach(r, 0, t0)
+		deliver(t, s, dlv("m1", 1), session.NotDropped) // inflight: not counted
+		deliver(t, s, dlv("m2", 1), session.NotDropped)
+		deliver(t, s, dlv("m3", 1), session.NotDropped)
+		deliver(t, s, dlv("m4", 1), session.DropQueueFull)
+		noErr(t, "Puback(1)", s.Puback(1, t0)) // m2 goes inflight, its 6 bytes free up
+		deliver(t, s, dlv("m5", 1), session.NotDropped)
+		deliver(t, s, dlv("m6", 1), session.DropQueueFull)
+		wantSent(t, r, "m1 q1 id1", "m2 q1 id2")
+		wantCounts(t, s, 1, 2, 2)
+	})
+}
+
+// TestTakeShared covers handing back the undelivered messages of shared
+// subscriptions when their client leaves: queued or sent and unacknowledged ones go,
+// QoS 2 past PUBREC (delivered) and ordinary subscriptions' messages stay.
+func TestTakeShared(t *testing.T) {
+	shared := func(topic string, qos byte) session.Delivery {
+		d := dlv(topic, qos)
+		d.Shared = "g/t/#"
+		return d
+	}
+	s := session.New("c", cfg(2, 10))
+	r := newRecorder()
+	s.Attach(r, 0, t0)
+	deliver(t, s, shared("a", 1), session.NotDropped) // inflight id1
+	deliver(t, s, shared("b", 2), session.NotDropped) // inflight id2, then past PUBREC
+	deliver(t, s, dlv("c", 1), session.NotDropped)    // queued, not shared
+	deliver(t, s, shared("d", 2), session.NotDropped) // queued
+	noErr(t, "Pubrec(2)", s.Pubrec(2, proto.Success, t0))
+	wantSent(t, r, "a q1 id1", "b q2 id2")
+
+	got := s.TakeShared(t0)
+	var topics []string
+	for _, d := range got {
+		topics = append(topics, fmt.Sprintf("%s q%d %s", d.Msg.Topic, d.QoS, d.Shared))
+	}
+	if want := []string{"a q1 g/t/#", "d q2 g/t/#"}; !slices.Equal(topics, want) {
+		t.Fatalf("TakeShared = %q, want %q", topics, want)
+	}
+	// a's slot went to the queued c.
+	wantSent(t, r, "c q1 id3")
+	wantCounts(t, s, 2, 0, 0)
+	wantNotFound(t, "Puback(1) of a taken message", s.Puback(1, t0))
+	noErr(t, "Pubcomp(2)", s.Pubcomp(2, t0))
+	noErr(t, "Puback(3)", s.Puback(3, t0))
+	if again := s.TakeShared(t0); len(again) != 0 {
+		t.Fatalf("second TakeShared = %v, want nothing", again)
+	}
+	wantCounts(t, s, 0, 0, 0)
+}

@@ -133,6 +133,14 @@ func initLayout(db *bolt.DB) (err error) {
 	})
 }
 
+// Group makes the writes enqueued until the returned function is called commit in
+// one transaction, all or none: a crash cannot keep one without the others. Keep
+// groups short; they only delay the next commit, never block other writers.
+func (s *Store) Group() (end func()) {
+	s.c.gate.RLock()
+	return s.c.gate.RUnlock
+}
+
 // Path returns the data file's path.
 func (s *Store) Path() string { return s.path }
 

@@ -36,5 +36,7 @@ func newRootCmd() *cobra.Command {
 		SilenceErrors: true,
 	}
 	root.AddCommand(newServeCmd(), newVersionCmd())
+	root.AddCommand(newCtlCmd())
+	root.AddCommand(newBenchCmd())
 	return root
 }

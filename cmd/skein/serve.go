@@ -17,7 +17,9 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/skein-mq/skein/node"
+	"github.com/skein-mq/skein/node/admin"
 	"github.com/skein-mq/skein/node/auth"
+	"github.com/skein-mq/skein/node/metrics"
 	"github.com/skein-mq/skein/session"
 )
 
@@ -47,6 +49,9 @@ type serveOptions struct {
 	maxKeepAlive    int
 	responseInfo    string
 	shutdownTimeout time.Duration
+	apiUser         string
+	apiPassword     string
+	apiKeyFile      string
 }
 
 func newServeCmd() *cobra.Command {
@@ -93,7 +98,10 @@ flags on the command line win over the file.`,
 	f.StringVar(&l.wsAddr, "ws-addr", ":8083", "MQTT over WebSocket listen address; empty disables")
 	f.StringVar(&l.wssAddr, "wss-addr", ":8084", "MQTT over WebSocket with TLS, used when --tls-cert is set; empty disables")
 	f.StringVar(&l.wsPath, "ws-path", "/mqtt", "HTTP path of the WebSocket listeners")
-	f.StringVar(&l.httpAddr, "http-addr", ":18083", "HTTP address for /healthz and /readyz; empty disables")
+	f.StringVar(&l.httpAddr, "http-addr", ":18083", "HTTP address for /healthz, /readyz, /metrics and the admin API (/api/v1); empty disables")
+	f.StringVar(&o.apiUser, "api-user", "", "admin API basic auth user (with --api-password); without it or --api-key-file the API is open: keep --http-addr private")
+	f.StringVar(&o.apiPassword, "api-password", "", "admin API basic auth password")
+	f.StringVar(&o.apiKeyFile, "api-key-file", "", "file of admin API keys, one per line, for \"Authorization: Bearer KEY\"")
 	f.StringVar(&l.tls.CertFile, "tls-cert", "", "PEM certificate chain for the TLS listeners (reloaded on SIGHUP)")
 	f.StringVar(&l.tls.KeyFile, "tls-key", "", "PEM private key of --tls-cert")
 	f.StringVar(&l.tls.CAFile, "tls-ca", "", "PEM CA certificates that client certificates must chain to")
@@ -206,6 +214,16 @@ func newLogger(level, format string) (*slog.Logger, error) {
 }
 
 func runServe(ctx context.Context, o *serveOptions) error {
+	// Signals are caught before anything listens: one arriving during start-up must
+	// stop (or reload) the broker gracefully, not kill it with the default action.
+	if ctx == nil {
+		ctx = context.Background()
+	}
+	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
 	log, err := newLogger(o.logLevel, o.logFormat)
 	if err != nil {
 		return err
@@ -233,7 +251,11 @@ func runServe(ctx context.Context, o *serveOptions) error {
 		return err
 	}
 	var srv *servers
-	health := healthHandler(func() bool { return srv != nil && srv.isReady() })
+	health, err := healthHandler(func() bool { return srv != nil && srv.isReady() }, b, o, log)
+	if err != nil {
+		_ = b.Shutdown(context.Background()) // nothing is connected yet
+		return err
+	}
 	srv, err = openListeners(&o.listeners, b, health, log)
 	if err != nil {
 		_ = b.Shutdown(context.Background()) // nothing is connected yet
@@ -242,14 +264,6 @@ func runServe(ctx context.Context, o *serveOptions) error {
 	srv.serve(b)
 	log.Info("skein started", "version", Version(), "data_dir", o.dataDir)
 
-	if ctx == nil {
-		ctx = context.Background()
-	}
-	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	defer signal.Stop(hup)
 	var runErr error
 wait:
 	for {
@@ -310,10 +324,28 @@ func (o *serveOptions) authChecker() (*auth.Checker, error) {
 	return c, nil
 }
 
-// healthHandler serves /healthz (the process answers) and /readyz (every listener
-// is serving).
-func healthHandler(ready func() bool) http.Handler {
+// healthHandler serves /healthz (the process answers), /readyz (every listener is
+// serving), /metrics (Prometheus) and the admin API under /api/v1. Only the API asks
+// for credentials: probes and scrapers need none.
+func healthHandler(ready func() bool, b *node.Broker, o *serveOptions, log *slog.Logger) (http.Handler, error) {
+	apiCfg := admin.Config{Broker: b, User: o.apiUser, Password: o.apiPassword, Logger: log}
+	apiCfg.NodeName, _ = os.Hostname() // without a hostname the API says "local"
+	if o.apiKeyFile != "" {
+		data, err := os.ReadFile(o.apiKeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("--api-key-file: %w", err)
+		}
+		if apiCfg.APIKeys, err = admin.ParseKeys(data); err != nil {
+			return nil, fmt.Errorf("--api-key-file: %w", err)
+		}
+	}
+	api, err := admin.New(apiCfg)
+	if err != nil {
+		return nil, fmt.Errorf("--api-user/--api-password: %w", err)
+	}
 	mux := http.NewServeMux()
+	mux.Handle("/metrics", metrics.Handler(b, nil))
+	mux.Handle(admin.Prefix+"/", api)
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
 		_, _ = io.WriteString(w, "ok\n") // a failed write means the prober left
 	})
@@ -324,5 +356,5 @@ func healthHandler(ready func() bool) http.Handler {
 		}
 		_, _ = io.WriteString(w, "ready\n") // as above
 	})
-	return mux
+	return mux, nil
 }
