@@ -43,7 +43,7 @@ func ctlStart(t *testing.T) *ctlEnv {
 		t.Fatal(err)
 	}
 	o := &serveOptions{apiUser: ctlTestUser, apiPassword: ctlTestPass, apiKeyFile: keyFile}
-	h, err := healthHandler(func() bool { return true }, b.Broker, o, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	h, err := healthHandler(func() bool { return true }, b.Broker, nil, o, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	if err != nil {
 		t.Fatalf("healthHandler: %v", err)
 	}
@@ -385,12 +385,12 @@ func TestCtlServeHTTPHandler(t *testing.T) {
 		{apiUser: "u"},
 		{apiPassword: "p"},
 	} {
-		if _, err := healthHandler(func() bool { return true }, e.b.Broker, o, log); err == nil || !strings.Contains(err.Error(), "--api-") {
+		if _, err := healthHandler(func() bool { return true }, e.b.Broker, nil, o, log); err == nil || !strings.Contains(err.Error(), "--api-") {
 			t.Errorf("options %+v: err %v, want an error naming the flag", *o, err)
 		}
 	}
 	// Without credentials the API is open.
-	h, err := healthHandler(func() bool { return true }, e.b.Broker, &serveOptions{}, log)
+	h, err := healthHandler(func() bool { return true }, e.b.Broker, nil, &serveOptions{}, log)
 	if err != nil {
 		t.Fatal(err)
 	}

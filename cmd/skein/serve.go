@@ -16,6 +16,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/skein-mq/skein/cluster"
 	"github.com/skein-mq/skein/node"
 	"github.com/skein-mq/skein/node/admin"
 	"github.com/skein-mq/skein/node/auth"
@@ -28,6 +29,7 @@ import (
 type serveOptions struct {
 	configFile      string
 	listeners       listenerOptions
+	cluster         clusterOptions
 	dataDir         string
 	logLevel        string
 	logFormat       string
@@ -84,6 +86,7 @@ flags on the command line win over the file.`,
 	}
 	f := cmd.Flags()
 	f.StringVar(&o.configFile, "config", "", "YAML config file whose keys are these flags' names")
+	o.cluster.flags(f)
 	f.StringVarP(&o.mosquittoConf, "mosquitto-config", "c", "", "read a Mosquitto configuration file (mosquitto.conf) for the options it shares with skein")
 	f.BoolVar(&o.allowAnonymous, "allow-anonymous", true, "let clients connect without a username (Mosquitto's allow_anonymous)")
 	f.StringVar(&o.passwordFile, "password-file", "", "Mosquitto password file (mosquitto_passwd / skein passwd); reloaded on SIGHUP")
@@ -246,12 +249,37 @@ func runServe(ctx context.Context, o *serveOptions) error {
 		cfg.Auth = checker
 	}
 	cfg.LoginLimiter = auth.NewLoginLimiter(auth.LoginLimiterConfig{})
+	var cl *cluster.Cluster
+	if o.cluster.enabled() {
+		ccfg, err := o.cluster.config(o.dataDir, log)
+		if err != nil {
+			return err
+		}
+		if cl, err = cluster.New(ccfg); err != nil {
+			return fmt.Errorf("--peer-addr: %w", err)
+		}
+		cfg.Cluster = cl
+	}
 	b, err := node.New(cfg)
 	if err != nil {
 		return err
 	}
+	if cl != nil {
+		if err := cl.Start(b); err != nil {
+			return fmt.Errorf("--gossip-addr: %w", err)
+		}
+		defer func() {
+			if err := cl.Close(); err != nil {
+				log.Warn("leave the cluster", "err", err)
+			}
+		}()
+	}
 	var srv *servers
-	health, err := healthHandler(func() bool { return srv != nil && srv.isReady() }, b, o, log)
+	ready := func() bool {
+		// Ready once every listener serves and, in a cluster, a leader is known.
+		return srv != nil && srv.isReady() && (cl == nil || cl.Status().Leader != "")
+	}
+	health, err := healthHandler(ready, b, cl, o, log)
 	if err != nil {
 		_ = b.Shutdown(context.Background()) // nothing is connected yet
 		return err
@@ -327,8 +355,11 @@ func (o *serveOptions) authChecker() (*auth.Checker, error) {
 // healthHandler serves /healthz (the process answers), /readyz (every listener is
 // serving), /metrics (Prometheus) and the admin API under /api/v1. Only the API asks
 // for credentials: probes and scrapers need none.
-func healthHandler(ready func() bool, b *node.Broker, o *serveOptions, log *slog.Logger) (http.Handler, error) {
-	apiCfg := admin.Config{Broker: b, User: o.apiUser, Password: o.apiPassword, Logger: log}
+func healthHandler(ready func() bool, b *node.Broker, cl *cluster.Cluster, o *serveOptions, log *slog.Logger) (http.Handler, error) {
+	apiCfg := admin.Config{Broker: b, User: o.apiUser, Password: o.apiPassword, Logger: log, Cluster: clusterHandler(cl)}
+	if cl != nil {
+		apiCfg.NodeName = cl.Name()
+	}
 	apiCfg.NodeName, _ = os.Hostname() // without a hostname the API says "local"
 	if o.apiKeyFile != "" {
 		data, err := os.ReadFile(o.apiKeyFile)
@@ -344,7 +375,12 @@ func healthHandler(ready func() bool, b *node.Broker, o *serveOptions, log *slog
 		return nil, fmt.Errorf("--api-user/--api-password: %w", err)
 	}
 	mux := http.NewServeMux()
-	mux.Handle("/metrics", metrics.Handler(b, nil))
+	var source metrics.ClusterSource
+	if cl != nil {
+		source = clusterSource{cl}
+	}
+	mux.Handle("/metrics", metrics.Handler(b, source))
+
 	mux.Handle(admin.Prefix+"/", api)
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
 		_, _ = io.WriteString(w, "ok\n") // a failed write means the prober left

@@ -48,6 +48,9 @@ type Config struct {
 	MaxBodyBytes int64
 	// Logger receives the API's logs; nil discards them.
 	Logger *slog.Logger
+	// Cluster, when set, serves GET Prefix+"/cluster" behind the same credentials
+	// (the node package cannot see the cluster; cmd provides the handler).
+	Cluster http.Handler
 }
 
 // Validate checks the configuration.
@@ -148,7 +151,11 @@ func New(cfg Config) (http.Handler, error) {
 	if !a.basic && len(a.keyHashes) == 0 {
 		a.log.Warn("admin API has no credentials: anyone who reaches the HTTP address can use it")
 	}
-	return a.authenticate(a.routes()), nil
+	mux := a.routes()
+	if cfg.Cluster != nil {
+		mux.Handle(Prefix+"/cluster", cfg.Cluster)
+	}
+	return a.authenticate(mux), nil
 }
 
 // routes maps every path to its methods. Method dispatch is done here rather than in
