@@ -24,10 +24,13 @@ type mux struct {
 	closed    chan struct{}
 	once      sync.Once
 	wg        sync.WaitGroup
+
+	mu    sync.Mutex // guards conns
+	conns map[net.Conn]struct{}
 }
 
 func newMux(ln net.Listener, advertise net.Addr) *mux {
-	m := &mux{ln: ln, advertise: advertise, raftConns: make(chan net.Conn), grpcConns: make(chan net.Conn), closed: make(chan struct{})}
+	m := &mux{ln: ln, advertise: advertise, raftConns: make(chan net.Conn), grpcConns: make(chan net.Conn), closed: make(chan struct{}), conns: map[net.Conn]struct{}{}}
 	m.wg.Add(1)
 	go m.accept()
 	return m
@@ -58,7 +61,10 @@ func (m *mux) route(c net.Conn) {
 	}
 	_ = c.SetReadDeadline(time.Time{})
 	target := m.grpcConns
-	pc := &peekedConn{Conn: c, r: br}
+	pc := &peekedConn{Conn: c, r: br, m: m}
+	m.mu.Lock()
+	m.conns[pc] = struct{}{}
+	m.mu.Unlock()
 	if b[0] == raftByte {
 		_, _ = br.Discard(1) // the byte was peeked: it is there
 		target = m.raftConns
@@ -70,18 +76,36 @@ func (m *mux) route(c net.Conn) {
 	}
 }
 
+// close stops accepting and closes every connection handed out: Raft's transport
+// leaves a reader per inbound connection that ends only when the socket does.
 func (m *mux) close() {
 	m.once.Do(func() {
 		close(m.closed)
 		m.ln.Close()
 	})
 	m.wg.Wait()
+	m.mu.Lock()
+	conns := m.conns
+	m.conns = map[net.Conn]struct{}{}
+	m.mu.Unlock()
+	for c := range conns {
+		c.Close()
+	}
 }
 
 // peekedConn replays what the mux read ahead.
 type peekedConn struct {
 	net.Conn
 	r *bufio.Reader
+	m *mux
+}
+
+// Close closes the socket and forgets it.
+func (c *peekedConn) Close() error {
+	c.m.mu.Lock()
+	delete(c.m.conns, c)
+	c.m.mu.Unlock()
+	return c.Conn.Close()
 }
 
 func (c *peekedConn) Read(p []byte) (int, error) { return c.r.Read(p) }

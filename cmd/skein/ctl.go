@@ -56,7 +56,7 @@ $SKEIN_API_KEY, which keeps them out of the process list.`,
 	pf.DurationVar(&o.timeout, "timeout", 30*time.Second, "give up on a request after this long")
 	cmd.AddCommand(
 		ctlNodesCmd(o), ctlStatsCmd(o), ctlClientsCmd(o), ctlSubscriptionsCmd(o),
-		ctlRoutesCmd(o), ctlRetainedCmd(o), ctlPublishCmd(o),
+		ctlRoutesCmd(o), ctlRetainedCmd(o), ctlPublishCmd(o), ctlClusterCmd(o),
 	)
 	return cmd
 }

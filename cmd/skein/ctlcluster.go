@@ -1,0 +1,46 @@
+package main
+
+import (
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/skein-mq/skein/cluster"
+)
+
+// ctlClusterCmd is `skein ctl cluster`: members, their state, the Raft leader,
+// voters, and route counts per node, from GET /api/v1/cluster.
+func ctlClusterCmd(o *ctlOptions) *cobra.Command {
+	return &cobra.Command{
+		Use:   "cluster",
+		Short: "Show the cluster: members, leader, voters and routes per node",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			c, err := o.client(cmd)
+			if err != nil {
+				return err
+			}
+			var st cluster.Status
+			if ok, err := c.get(cmd.Context(), "/cluster", nil, &st); !ok {
+				return err
+			}
+			fmt.Fprintf(c.out, "node %s, leader %s, raft %s, term %d, commit %d, applied %d, routes %d, pending route changes %d\n",
+				st.Node, orDash(st.Leader), st.RaftState, st.Term, st.CommitIndex, st.AppliedIndex, st.Routes, st.PendingRouteChanges)
+			rows := make([][]string, 0, len(st.Members))
+			for _, m := range st.Members {
+				leader := ""
+				if m.Name == st.Leader {
+					leader = "*"
+				}
+				rows = append(rows, []string{m.Name + leader, m.State, m.Suffrage, m.PeerAddr, strconv.Itoa(m.Routes),
+					strconv.FormatUint(m.Forwarded, 10), strconv.FormatUint(m.Received, 10)})
+			}
+			if st.LastContact > 0 {
+				fmt.Fprintf(c.out, "last contact with the leader %v ago\n", st.LastContact.Round(time.Millisecond))
+			}
+			return c.table([]string{"MEMBER", "STATE", "RAFT", "PEER ADDR", "ROUTES", "FORWARDED TO", "RECEIVED FROM"}, rows)
+		},
+	}
+}

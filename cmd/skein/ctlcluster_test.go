@@ -1,0 +1,69 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net/http/httptest"
+	"strings"
+	"testing"
+
+	"github.com/skein-mq/skein/cluster"
+	"github.com/skein-mq/skein/cluster/clustertest"
+)
+
+// TestCtlCluster runs `skein ctl cluster` against the admin API of a node of a real
+// three-node cluster: it shows every member alive and a voter, and the leader.
+func TestCtlCluster(t *testing.T) {
+	if testing.Short() {
+		t.Skip("cluster test: skipped with -short")
+	}
+	nodes := clustertest.Start(t, 3)
+	leader := clustertest.WaitLeader(t, nodes)
+	clustertest.Eventually(t, "three voters", func() bool {
+		n := 0
+		for _, m := range nodes[0].Cluster.Status().Members {
+			if m.State == "alive" && m.Suffrage == "voter" {
+				n++
+			}
+		}
+		return n == 3
+	})
+	h, err := healthHandler(func() bool { return true }, nodes[0].Broker, nodes[0].Cluster, &serveOptions{}, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(h)
+	defer srv.Close()
+	run := func(args ...string) string {
+		root := newRootCmd()
+		var out bytes.Buffer
+		root.SetOut(&out)
+		root.SetErr(&out)
+		root.SetArgs(append([]string{"ctl", "--url", srv.URL}, args...))
+		if err := root.Execute(); err != nil {
+			t.Fatalf("skein ctl %v: %v\n%s", args, err, out.String())
+		}
+		return out.String()
+	}
+	table := run("cluster")
+	for _, n := range []string{"n1", "n2", "n3"} {
+		if !strings.Contains(table, n) {
+			t.Errorf("ctl cluster output lacks member %s:\n%s", n, table)
+		}
+	}
+	if !strings.Contains(table, "leader "+leader) || !strings.Contains(table, leader+"*") {
+		t.Errorf("ctl cluster does not show leader %s:\n%s", leader, table)
+	}
+	if c := strings.Count(table, "voter"); c < 3 {
+		t.Errorf("ctl cluster shows %d voters, want 3:\n%s", c, table)
+	}
+	var st cluster.Status
+	if err := json.Unmarshal([]byte(run("cluster", "--json")), &st); err != nil {
+		t.Fatalf("ctl cluster --json: %v", err)
+	}
+	if st.Node != "n1" || len(st.Members) != 3 || st.Leader != leader {
+		t.Fatalf("ctl cluster --json = %+v", st)
+	}
+}
