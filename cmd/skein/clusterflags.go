@@ -31,7 +31,7 @@ type clusterOptions struct {
 func (c *clusterOptions) flags(f *pflag.FlagSet) {
 	host, _ := os.Hostname()
 	def := cluster.DefaultConfig()
-	f.StringVar(&c.nodeName, "node-name", host, "this node's name in the cluster (default: the hostname)")
+	f.StringVar(&c.nodeName, "node-name", host, "this node's name in the cluster; the hostname by default")
 	f.StringVar(&c.gossipAddr, "gossip-addr", def.GossipAddr, "cluster gossip (memberlist) address")
 	f.StringVar(&c.peerAddr, "peer-addr", def.PeerAddr, "cluster gRPC and Raft address")
 	f.StringVar(&c.advertiseAddr, "advertise-addr", "", "address other nodes reach this one at (default: the bind address, or the first private one)")
