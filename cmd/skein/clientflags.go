@@ -422,6 +422,37 @@ func (f *clientFlags) tlsConfig() (*tls.Config, error) {
 	return cfg, nil
 }
 
+// errorf prints an error message unless --quiet.
+func (f *clientFlags) errorf(w io.Writer, format string, a ...any) {
+	if !f.quiet {
+		fmt.Fprintf(w, format, a...)
+	}
+}
+
+// connect dials and completes CONNECT as the flags say, with -d debug output. On
+// failure it prints what mosquitto's tools print and returns their exit code.
+func (f *clientFlags) connect(ctx context.Context, opts client.Options, stdout, stderr io.Writer) (*client.Client, int) {
+	dial, err := f.dialer()
+	if err != nil {
+		f.errorf(stderr, "Error: %v\n", err)
+		return nil, 1
+	}
+	cp := f.connectPacket()
+	opts.Dial, opts.Connect = dial, cp
+	if f.debug {
+		opts.OnPacket = (&debugPrinter{w: stdout, id: cp.ClientID}).print
+	}
+	cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	c, err := client.Connect(cctx, opts)
+	if err != nil {
+		msg, code := connectError(err, f.tool)
+		f.errorf(stderr, "%s\n", msg)
+		return nil, code
+	}
+	return c, 0
+}
+
 // debugPrinter prints packets the way libmosquitto's debug log does, so scripts and
 // eyes used to mosquitto_pub -d see the same lines.
 type debugPrinter struct {

@@ -135,32 +135,13 @@ func runPub(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	if err != nil {
 		return reportUsage(err, "pub", pubUsage, stdout, stderr)
 	}
-	errf := func(format string, a ...any) {
-		if !o.quiet {
-			fmt.Fprintf(stderr, format, a...)
-		}
-	}
-	dial, err := o.dialer()
-	if err != nil {
-		errf("Error: %v\n", err)
-		return 1
-	}
+	errf := func(format string, a ...any) { o.errorf(stderr, format, a...) }
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
-	cp := o.connectPacket()
-	opts := client.Options{Dial: dial, Connect: cp, MaxInflight: o.maxInflight}
-	if o.debug {
-		opts.OnPacket = (&debugPrinter{w: stdout, id: cp.ClientID}).print
-	}
-	connCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	c, err := client.Connect(connCtx, opts)
-	cancel()
-	if err != nil {
-		msg, code := connectError(err, "pub")
-		errf("%s\n", msg)
+	c, code := o.connect(ctx, client.Options{MaxInflight: o.maxInflight}, stdout, stderr)
+	if c == nil {
 		return code
 	}
-	code := 0
 	publish := func(payload []byte) bool {
 		p := &proto.Publish{Topic: o.topics[0], QoS: o.qos, Retain: o.retain, Payload: payload, Props: o.props.publish}
 		if err := c.Publish(ctx, p); err != nil {

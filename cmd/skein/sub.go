@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"errors"
-	"fmt"
 	"io"
 	"math/rand/v2"
 	"os"
@@ -147,16 +146,7 @@ func runSub(args []string, stdout, stderr io.Writer) int {
 	if err != nil {
 		return reportUsage(err, "sub", subUsage, stdout, stderr)
 	}
-	errf := func(format string, a ...any) {
-		if !o.quiet {
-			fmt.Fprintf(stderr, format, a...)
-		}
-	}
-	dial, err := o.dialer()
-	if err != nil {
-		errf("Error: %v\n", err)
-		return 1
-	}
+	errf := func(format string, a ...any) { o.errorf(stderr, format, a...) }
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 
@@ -208,17 +198,8 @@ func runSub(args []string, stdout, stderr io.Writer) int {
 			finish()
 		}
 	}
-	cp := o.connectPacket()
-	opts := client.Options{Dial: dial, Connect: cp, OnMessage: onMessage}
-	if o.debug {
-		opts.OnPacket = (&debugPrinter{w: stdout, id: cp.ClientID}).print
-	}
-	connCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	c, err := client.Connect(connCtx, opts)
-	cancel()
-	if err != nil {
-		msg, code := connectError(err, "sub")
-		errf("%s\n", msg)
+	c, code := o.connect(ctx, client.Options{OnMessage: onMessage}, stdout, stderr)
+	if c == nil {
 		return code
 	}
 
@@ -257,7 +238,7 @@ func runSub(args []string, stdout, stderr io.Writer) int {
 	if o.timeout > 0 {
 		timeout = time.After(o.timeout)
 	}
-	code := 0
+	code = 0
 	select {
 	case <-finished:
 	case <-ctx.Done():
