@@ -179,8 +179,17 @@ EOF
 	fi
 }
 
+# stop_broker LOGNAME: stops the broker and keeps its log (with a line saying if it
+# had exited by itself) as $RES/LOGNAME.broker.log.
 stop_broker() {
 	[ -n "$BROKER_PID" ] || return 0
+	local log="$RES/$1.broker.log" status
+	if ! kill -0 "$BROKER_PID" 2>/dev/null; then
+		status=0
+		wait "$BROKER_PID" 2>/dev/null || status=$?
+		echo "bench-compare: the broker had exited by itself (status $status)" >>"$WORK/run-${1%%-*}/log"
+		echo "bench-compare: $1: the broker had exited by itself (status $status)" >&2
+	fi
 	kill "$BROKER_PID" 2>/dev/null || true
 	for _ in $(seq 100); do
 		kill -0 "$BROKER_PID" 2>/dev/null || break
@@ -189,6 +198,7 @@ stop_broker() {
 	kill -9 "$BROKER_PID" 2>/dev/null || true
 	wait "$BROKER_PID" 2>/dev/null || true
 	BROKER_PID=""
+	cp "$WORK/run-${1%%-*}/log" "$log" 2>/dev/null || true
 }
 
 # bench OUTFILE ARGS...: one skein bench run with --json; fails softly.
@@ -225,7 +235,7 @@ run_broker() {
 		echo "== $b: $label" >&2
 		# shellcheck disable=SC2086 # args are words
 		bench "$RES/$b-$id.json" $args -p "$port" --duration "$DURATION"
-		stop_broker
+		stop_broker "$b-$id"
 	done
 
 	# Connections: a fresh broker, its RSS at rest, then $CONNS connections held
@@ -251,7 +261,7 @@ run_broker() {
 	done
 	wait "$BENCH_PID" || echo '{"failed": true}' >"$RES/$b-conn.json"
 	BENCH_PID=""
-	stop_broker
+	stop_broker "$b-conn"
 	if [ "$rss1" -gt 0 ]; then
 		awk -v a="$rss0" -v b="$rss1" -v n="$CONNS" 'BEGIN {printf "{\"rss0_kib\": %d, \"rss1_kib\": %d, \"per_conn_kib\": %.2f}\n", a, b, (b-a)/n}' >"$RES/$b-rss.json"
 	else

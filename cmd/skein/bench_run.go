@@ -661,8 +661,10 @@ func (r *benchRun) totals() (sent, written, received, unique uint64) {
 // lost (QoS 0 under overload) and the window is reset so that publishing goes on.
 func (r *benchRun) startMonitor(label string) {
 	r.spawn(func() {
-		t := time.NewTicker(250 * time.Millisecond)
-		defer t.Stop()
+		watch := time.NewTicker(250 * time.Millisecond)
+		defer watch.Stop()
+		tick := time.NewTicker(time.Second)
+		defer tick.Stop()
 		begin := time.Now()
 		lastPrint := begin
 		var prevSent, prevRecv, prevConn uint64
@@ -670,10 +672,13 @@ func (r *benchRun) startMonitor(label string) {
 		_, _, _, lastUnique := r.totals()
 		lastChange := begin
 		for {
+			var show bool
 			select {
 			case <-r.done:
 				return
-			case <-t.C:
+			case <-watch.C:
+			case <-tick.C:
+				show = true
 			}
 			now := time.Now()
 			sent, _, recv, unique := r.totals()
@@ -686,7 +691,7 @@ func (r *benchRun) startMonitor(label string) {
 					lastChange = now
 				}
 			}
-			if now.Sub(lastPrint) < time.Second {
+			if !show {
 				continue
 			}
 			dt := now.Sub(lastPrint).Seconds()
