@@ -357,10 +357,11 @@ func (o *serveOptions) authChecker() (*auth.Checker, error) {
 // for credentials: probes and scrapers need none.
 func healthHandler(ready func() bool, b *node.Broker, cl *cluster.Cluster, o *serveOptions, log *slog.Logger) (http.Handler, error) {
 	apiCfg := admin.Config{Broker: b, User: o.apiUser, Password: o.apiPassword, Logger: log, Cluster: clusterHandler(cl)}
+	// The cluster's node name, or the hostname (without one the API says "local").
+	apiCfg.NodeName, _ = os.Hostname()
 	if cl != nil {
 		apiCfg.NodeName = cl.Name()
 	}
-	apiCfg.NodeName, _ = os.Hostname() // without a hostname the API says "local"
 	if o.apiKeyFile != "" {
 		data, err := os.ReadFile(o.apiKeyFile)
 		if err != nil {
