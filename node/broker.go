@@ -57,7 +57,7 @@ type sessionRecord struct {
 	// will fires when a delayed will (5.0) is due; pendingWill is that will,
 	// dropped if the client reconnects first.
 	will        *time.Timer
-	pendingWill *session.Message
+	pendingWill *delayedWill
 }
 
 // New returns a broker; it serves nothing until Serve or ServeConn.

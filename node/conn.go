@@ -54,6 +54,8 @@ type conn struct {
 	reasonOnce sync.Once
 	reason     closeReason
 	code       proto.ReasonCode
+	// reasonText explains code to a 5.0 client as the DISCONNECT's Reason String.
+	reasonText string
 	// kicked is set when another goroutine asked the reader to stop.
 	kicked atomic.Bool
 	// connected is set once CONNACK accepting the client is queued; after it, version
@@ -79,11 +81,15 @@ func newConn(b *Broker, nc net.Conn) *conn {
 	return c
 }
 
-// setReason records why the connection ends; the first caller wins.
-func (c *conn) setReason(r closeReason, code proto.ReasonCode) {
+// setReason records why the connection ends; the first caller wins. text, when not
+// empty, goes to a 5.0 client as the DISCONNECT's Reason String.
+func (c *conn) setReason(r closeReason, code proto.ReasonCode, text ...string) {
 	c.reasonOnce.Do(func() {
 		c.reason = r
 		c.code = code
+		if len(text) > 0 {
+			c.reasonText = text[0]
+		}
 	})
 }
 
@@ -103,7 +109,7 @@ func (c *conn) kick(r closeReason) {
 	case closeSlowConsumer:
 		code = proto.QuotaExceeded
 	}
-	c.setReason(r, code)
+	c.setReason(r, code, kickText[r])
 	c.kicked.Store(true)
 	c.w.finish(code)
 }
@@ -114,7 +120,21 @@ func (c *conn) disconnectPacket(code proto.ReasonCode) proto.Packet {
 	if code == 0 || !c.connected.Load() || c.version != proto.V5 {
 		return nil
 	}
-	return &proto.Disconnect{ReasonCode: code}
+	d := &proto.Disconnect{ReasonCode: code}
+	if c.reasonText != "" {
+		// A Reason String is always allowed on DISCONNECT [MQTT-3.1.2-29].
+		d.Props.ReasonString = c.reasonText
+		d.Props.Set(proto.PropReasonString)
+	}
+	return d
+}
+
+// kickText explains the closes other goroutines decide.
+var kickText = map[closeReason]string{
+	closeTakenOver:    "another connection took over this client id",
+	closeShutdown:     "the broker is shutting down",
+	closeKicked:       "disconnected by an administrator",
+	closeSlowConsumer: "the client does not read fast enough: its write queue overflowed",
 }
 
 // run is the connection's reader goroutine: CONNECT, then the packet loop, then
@@ -181,12 +201,12 @@ func (c *conn) classify(err error) {
 		if pe.Code == proto.PacketTooLarge {
 			r = closeTooLarge
 		}
-		c.setReason(r, pe.Code)
+		c.setReason(r, pe.Code, pe.Msg)
 	case errors.As(err, &ne) && ne.Timeout() || errors.Is(err, os.ErrDeadlineExceeded):
 		if c.sess == nil {
 			c.setReason(closeConnectTimeout, 0)
 		} else {
-			c.setReason(closeKeepAlive, proto.KeepAliveTimeout)
+			c.setReason(closeKeepAlive, proto.KeepAliveTimeout, "no packet within 1.5 times the keep alive")
 		}
 	case errors.Is(err, io.EOF):
 		c.setReason(closeEOF, 0)

@@ -213,7 +213,7 @@ func (b *Broker) register(c *conn, cleanStart bool) (present bool, err error) {
 	defer b.mu.Unlock()
 	b.clients[id] = c
 	rec := b.sessions[id]
-	var endedWill *session.Message
+	var endedWill *delayedWill
 	if rec != nil {
 		if rec.will != nil && cleanStart {
 			// The old session ends now, before its will delay ran out: publish the
@@ -253,7 +253,7 @@ func (b *Broker) register(c *conn, cleanStart bool) (present bool, err error) {
 	c.sess = rec.s
 	rec.s.SetIdentity(c.username, c.anonymous)
 	if endedWill != nil {
-		go b.publish(endedWill)
+		go b.publish(endedWill.message(b.now()))
 	}
 	return present, nil
 }
@@ -312,7 +312,7 @@ func (b *Broker) connectionGone(c *conn) {
 	if will != nil && delay > 0 && expiry != 0 {
 		// [MQTT-3.1.3-9] publish after the will delay, unless the client comes back
 		// first; if the session ends sooner, expireSession publishes it then.
-		rec.pendingWill = will
+		rec.pendingWill = &delayedWill{w: c.will, from: c.clientID}
 		rec.will = time.AfterFunc(time.Duration(delay)*time.Second, func() { b.publishPendingWill(rec) })
 		will = nil
 	}
@@ -338,7 +338,7 @@ func (b *Broker) expireSession(rec *sessionRecord) {
 	b.Stats.SessionsExpired.Add(1)
 	b.log.Debug("session expired", "client_id", rec.s.ClientID)
 	if will != nil {
-		b.publish(will)
+		b.publish(will.message(b.now()))
 	}
 }
 
@@ -349,13 +349,25 @@ func (b *Broker) publishPendingWill(rec *sessionRecord) {
 	rec.pendingWill, rec.will = nil, nil
 	b.mu.Unlock()
 	if will != nil {
-		b.publish(will)
+		b.publish(will.message(b.now()))
 	}
 }
 
-// willMessage turns a connection's will into a message.
+// willMessage turns a connection's will into a message published at now.
 func willMessage(c *conn, now time.Time) *session.Message {
-	w := c.will
+	return (&delayedWill{w: c.will, from: c.clientID}).message(now)
+}
+
+// delayedWill is a will waiting for its delay (5.0).
+type delayedWill struct {
+	w    *proto.Will
+	from string
+}
+
+// message builds the will's message when it is published: its Message Expiry
+// Interval counts from publication, not from the disconnect (5.0 section 3.1.3.2.4).
+func (d *delayedWill) message(now time.Time) *session.Message {
+	w := d.w
 	p := &proto.Publish{Topic: w.Topic, Payload: w.Payload, QoS: w.QoS, Retain: w.Retain, Props: w.Props}
-	return session.NewMessage(p, c.clientID, now)
+	return session.NewMessage(p, d.from, now)
 }

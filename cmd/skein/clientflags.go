@@ -215,7 +215,9 @@ func (f *clientFlags) parseCommon(a *argReader) (bool, error) {
 	case "--tls-use-os-certs":
 		f.useTLS = true
 	case "-D", "--property":
+		// Properties exist only in 5.0: mosquitto's tools switch to it.
 		err = f.props.parse(a)
+		f.version = proto.V5
 	default:
 		return false, nil
 	}
@@ -293,14 +295,7 @@ func (f *clientFlags) finish() error {
 	if f.noClean && f.clientID == "" && f.idPrefix == "" {
 		return usagef("You must provide a client id if you are using the -c option.")
 	}
-	if f.expiry != -2 && f.version != proto.V5 {
-		if f.expiry != 0 {
-			return usagef("Session expiry interval (-x) requires MQTT v5.")
-		}
-	}
-	if f.props.any() && f.version != proto.V5 {
-		return usagef("You must use MQTT v5 if you want to set properties.")
-	}
+	// -x without MQTT 5 is accepted and ignored, as mosquitto's tools do.
 	return nil
 }
 
@@ -458,6 +453,9 @@ func (f *clientFlags) connect(ctx context.Context, opts client.Options, stdout, 
 type debugPrinter struct {
 	w  io.Writer
 	id string // the client id sent, until the broker assigns one
+	// mid follows libmosquitto's message id counter, which QoS 0 publishes advance
+	// too although they carry no packet id.
+	mid uint16
 }
 
 func (d *debugPrinter) print(sent bool, p proto.Packet) {
@@ -476,8 +474,17 @@ func (d *debugPrinter) print(sent bool, p proto.Packet) {
 	case *proto.Connack:
 		fmt.Fprintf(d.w, "Client %s %s CONNACK (%d)\n", id, dir, byte(p.ReasonCode))
 	case *proto.Publish:
+		mid := p.PacketID
+		if sent {
+			if mid == 0 {
+				d.mid++
+				mid = d.mid
+			} else {
+				d.mid = mid
+			}
+		}
 		fmt.Fprintf(d.w, "Client %s %s PUBLISH (d%d, q%d, r%d, m%d, '%s', ... (%d bytes))\n",
-			id, dir, b2i(p.Dup), p.QoS, b2i(p.Retain), p.PacketID, p.Topic, len(p.Payload))
+			id, dir, b2i(p.Dup), p.QoS, b2i(p.Retain), mid, p.Topic, len(p.Payload))
 	case *proto.Puback:
 		if sent {
 			fmt.Fprintf(d.w, "Client %s sending PUBACK (m%d, rc%d)\n", id, p.PacketID, byte(p.ReasonCode))

@@ -17,6 +17,7 @@ import (
 // "topic payload" with -v, or a -F format string.
 type messagePrinter struct {
 	w       io.Writer
+	errw    io.Writer // for mosquitto_sub's per-message errors (%J of a non-JSON payload)
 	format  string
 	verbose bool
 	noEOL   bool
@@ -100,6 +101,29 @@ func (m *messagePrinter) formatted(dst []byte, p *proto.Publish) []byte {
 	return dst
 }
 
+// formatCodes are the %-conversions mosquitto_sub knows.
+const formatCodes = "%tpqrmlxXIUjJACDEFPRS"
+
+// checkFormat refuses an unknown %-conversion, as mosquitto_sub does at startup.
+func checkFormat(f string) error {
+	for i := 0; i < len(f); i++ {
+		switch f[i] {
+		case '\\', '@':
+			i++
+		case '%':
+			var spec fieldSpec
+			i = spec.parse(f, i+1)
+			if i >= len(f) {
+				return usagef("Error: Incomplete format specifier.")
+			}
+			if !strings.ContainsRune(formatCodes, rune(f[i])) {
+				return usagef("Error: Invalid format specifier '%c'.", f[i])
+			}
+		}
+	}
+	return nil
+}
+
 // fieldSpec is the optional flags, width and precision of a %-sequence.
 type fieldSpec struct {
 	left, zero bool
@@ -166,6 +190,8 @@ func (m *messagePrinter) field(dst []byte, conv byte, s fieldSpec, p *proto.Publ
 	case 't':
 		return s.pad(dst, p.Topic, false)
 	case 'p':
+		// mosquitto_sub 2.0 applies a width but no precision to the payload.
+		s.prec = -1
 		return s.pad(dst, string(p.Payload), false)
 	case 'q':
 		return append(dst, '0'+p.QoS)
@@ -269,7 +295,14 @@ func (m *messagePrinter) json(dst []byte, p *proto.Publish, now time.Time, withP
 		}
 	}
 	var payload any = string(p.Payload)
-	if withProps && json.Valid(p.Payload) && len(p.Payload) > 0 {
+	if withProps {
+		if !json.Valid(p.Payload) {
+			// mosquitto_sub prints nothing for it but the error.
+			if m.errw != nil {
+				fmt.Fprintf(m.errw, "Error: Message payload is not valid JSON on topic %s.\n", p.Topic)
+			}
+			return dst
+		}
 		payload = json.RawMessage(p.Payload)
 	}
 	fields = append(fields, kv{"payload", payload})

@@ -9,10 +9,7 @@ import (
 // propertySet holds the 5.0 properties given with -D / --property, per packet.
 type propertySet struct {
 	connect, publish, subscribe, unsubscribe, disconnect, will proto.Properties
-	n                                                          int
 }
-
-func (s *propertySet) any() bool { return s.n > 0 }
 
 // propertyKinds maps mosquitto's property names to identifiers.
 var propertyKinds = map[string]proto.PropID{
@@ -69,7 +66,6 @@ func (s *propertySet) parse(a *argReader) error {
 		return usagef("%s property not allowed for %s in --property argument.", name, cmd)
 	}
 	p := s.target(cmd)
-	s.n++
 	if id == proto.PropUser {
 		if a.i+1 >= len(a.args) {
 			return usagef("--property argument given but not enough arguments specified.")

@@ -99,7 +99,9 @@ func parseSubArgs(args []string) (*subOptions, error) {
 				o.unsubscribe = append(o.unsubscribe, t)
 			}
 		case "-F":
-			o.format, err = a.next(opt)
+			if o.format, err = a.next(opt); err == nil {
+				err = checkFormat(o.format)
+			}
 		case "-N":
 			o.noEOL = true
 		case "-v", "--verbose":
@@ -150,7 +152,7 @@ func runSub(args []string, stdout, stderr io.Writer) int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 
-	out := &messagePrinter{w: stdout, format: o.format, verbose: o.verbose, noEOL: o.noEOL, pretty: o.pretty}
+	out := &messagePrinter{w: stdout, errw: stderr, format: o.format, verbose: o.verbose, noEOL: o.noEOL, pretty: o.pretty}
 	var (
 		mu       sync.Mutex // guards received and toClear
 		received int
@@ -220,9 +222,10 @@ func runSub(args []string, stdout, stderr io.Writer) int {
 		}
 	}
 	if denied == len(ack.ReasonCodes) {
+		// mosquitto_sub says so and exits 0; scripts rely on the exit code.
 		errf("All subscription requests were denied.\n")
 		_ = c.Disconnect(nil)
-		return 1
+		return 0
 	}
 	if len(o.unsubscribe) > 0 {
 		if _, err := c.Unsubscribe(ctx, &proto.Unsubscribe{Filters: o.unsubscribe, Props: o.props.unsubscribe}); err != nil {

@@ -41,9 +41,10 @@ type Options struct {
 	// ACLFile is the path of a Mosquitto ACL file (acl_file). Empty: every client may
 	// publish, receive and subscribe to every topic.
 	ACLFile string
-	// UseIdentityAsUsername makes the Common Name of the client certificate the
-	// username, without a password check (Mosquitto's use_identity_as_username). A
-	// client without a certificate is then refused. Default false.
+	// UseIdentityAsUsername makes the Common Name of a verified client certificate
+	// the username, without a password check (Mosquitto's use_identity_as_username).
+	// A client without one (on a listener that asks for none) goes through the
+	// password rules. Default false.
 	UseIdentityAsUsername bool
 	// GrantAllSubscriptions accepts every SUBSCRIBE, as Mosquitto 2.0's acl_file does,
 	// leaving CanRead to filter each delivery. Default false: CanSubscribe refuses a
@@ -115,12 +116,12 @@ func (c *Checker) Reload() error {
 //
 // It does not throttle failures; see LoginLimiter.
 func (c *Checker) Authenticate(ci ConnectInfo) error {
-	if c.opts.UseIdentityAsUsername {
-		if ci.CertCommonName == "" {
-			return ErrNotAuthorized
-		}
+	if c.opts.UseIdentityAsUsername && ci.CertCommonName != "" {
 		return nil
 	}
+	// Without a verified certificate (a listener without client certificates, as
+	// Mosquitto's per-listener use_identity_as_username allows), the password rules
+	// below apply.
 	if !ci.UsernameSet {
 		if c.opts.AllowAnonymous {
 			return nil
@@ -149,7 +150,7 @@ func (c *Checker) Authenticate(ci ConnectInfo) error {
 // Authenticate, and whether the client is anonymous (has no username): the certificate
 // Common Name with UseIdentityAsUsername, else the CONNECT's username.
 func (c *Checker) Identity(ci ConnectInfo) (username string, anonymous bool) {
-	if c.opts.UseIdentityAsUsername {
+	if c.opts.UseIdentityAsUsername && ci.CertCommonName != "" {
 		return ci.CertCommonName, false
 	}
 	if !ci.UsernameSet {

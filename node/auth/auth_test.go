@@ -57,7 +57,10 @@ func TestAuthenticate(t *testing.T) {
 		{"no password file, anonymous refused", Options{}, login("bob", "x"), ErrNotAuthorized},
 		{"no password file, nothing allowed", Options{}, anon, ErrNotAuthorized},
 		{"certificate identity", Options{UseIdentityAsUsername: true}, ConnectInfo{CertCommonName: "dev1"}, nil},
-		{"certificate required", Options{UseIdentityAsUsername: true, AllowAnonymous: true}, login("alice", "s3cret"), ErrNotAuthorized},
+		// Without a certificate (another listener) the password rules apply, as with
+		// Mosquitto's per-listener use_identity_as_username.
+		{"no certificate: password rules, anonymous allowed", Options{UseIdentityAsUsername: true, AllowAnonymous: true}, login("alice", "s3cret"), nil},
+		{"no certificate: password rules, anonymous refused", Options{UseIdentityAsUsername: true}, login("alice", "s3cret"), ErrNotAuthorized},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -96,6 +96,8 @@ type Client struct {
 
 	// received holds incoming QoS 2 messages between PUBLISH and PUBREL; reader only.
 	received map[uint16]*proto.Publish
+	// aliases are the topic aliases the broker defined (5.0); reader only.
+	aliases map[uint16]string
 
 	lastWrite atomic.Int64 // unix nanoseconds of the last write, for keepalive
 	done      chan struct{}
@@ -301,6 +303,20 @@ func (c *Client) handle(p proto.Packet) error {
 }
 
 func (c *Client) handlePublish(p *proto.Publish) error {
+	if p.Props.Has(proto.PropTopicAlias) {
+		// [MQTT-3.3.2-7] a topic with an alias defines it; an empty topic uses it.
+		a := p.Props.TopicAlias
+		if p.Topic != "" {
+			if c.aliases == nil {
+				c.aliases = make(map[uint16]string)
+			}
+			c.aliases[a] = p.Topic
+		} else if t, ok := c.aliases[a]; ok {
+			p.Topic = t
+		} else {
+			return fmt.Errorf("broker used topic alias %d before defining it", a)
+		}
+	}
 	switch p.QoS {
 	case 1:
 		if err := c.write(&proto.Puback{PacketID: p.PacketID}); err != nil {
