@@ -118,7 +118,7 @@ func (s *servers) addHTTP(ln net.Listener, h http.Handler) {
 // serve starts serving on every listener.
 func (s *servers) serve(b *node.Broker) {
 	for _, ln := range s.mqtt {
-		s.log.Info("listening", "proto", "mqtt", "addr", ln.Addr().String())
+		// The broker logs each MQTT listener itself when it starts serving it.
 		s.wg.Add(1)
 		go func() {
 			defer s.wg.Done()

@@ -279,10 +279,12 @@ func runServe(ctx context.Context, o *serveOptions) error {
 		// Ready once every listener serves and, in a cluster, a leader is known.
 		return srv != nil && srv.isReady() && (cl == nil || cl.Status().Leader != "")
 	}
-	health, err := healthHandler(ready, b, cl, o, log)
-	if err != nil {
-		_ = b.Shutdown(context.Background()) // nothing is connected yet
-		return err
+	var health http.Handler
+	if o.listeners.httpAddr != "" {
+		if health, err = healthHandler(ready, b, cl, o, log); err != nil {
+			_ = b.Shutdown(context.Background()) // nothing is connected yet
+			return err
+		}
 	}
 	srv, err = openListeners(&o.listeners, b, health, log)
 	if err != nil {
