@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -68,7 +69,8 @@ type Cluster struct {
 	mu    sync.Mutex       // guards peers
 	peers map[string]*peer // by node name
 
-	incarnation string // distinguishes this run's forward batches from a previous run's
+	catchUp     chan string // members to copy the retained messages from (capacity 1)
+	incarnation string      // distinguishes this run's forward batches from a previous run's
 	applied     *appliedBatches
 	pickRR      sync.Map // shared key -> *atomic.Uint64, round-robin position
 	stats       forwardStats
@@ -112,10 +114,14 @@ func New(cfg Config) (*Cluster, error) {
 		peers:       make(map[string]*peer),
 		incarnation: cfg.NodeName + "#" + strconv.FormatUint(rand.Uint64(), 36),
 		applied:     newAppliedBatches(),
+		catchUp:     make(chan string, 1),
 		stop:        make(chan struct{}),
 	}
 	c.fsm = &fsm{table: c.table}
 	c.members = newMemberState(c)
+	// The node announces the routes of the sessions it restores from disk while it
+	// is being built, before Start: they wait in the batcher until it runs.
+	c.routes = newRouteBatcher(c)
 	return c, nil
 }
 
@@ -173,11 +179,12 @@ func (c *Cluster) Start(local Local) error {
 		c.shutdownTransport()
 		return err
 	}
-	c.routes = newRouteBatcher(c)
-	c.wg.Add(3)
+	c.wg.Add(5)
 	go func() { defer c.wg.Done(); c.routes.run(c.stop) }()
 	go func() { defer c.wg.Done(); c.joinLoop() }()
 	go func() { defer c.wg.Done(); c.manageLoop() }()
+	go func() { defer c.wg.Done(); c.rejoinLoop() }()
+	go func() { defer c.wg.Done(); c.catchUpLoop() }()
 	c.log.Info("cluster started", "peer_addr", c.peerAddr, "gossip_addr", c.ml.LocalNode().Address())
 	return nil
 }
@@ -197,11 +204,28 @@ func hclogTo(log *slog.Logger, name string) hclog.Logger {
 	return hclog.New(&hclog.LoggerOptions{Name: name, Level: hclog.Warn, Output: slogWriter{log}})
 }
 
+// slogWriter logs each line memberlist or Raft writes at the level the line
+// names ("[DEBUG]", "[INFO]", "[WARN]", "[ERR]" or "[ERROR]"); warning without one.
 type slogWriter struct{ log *slog.Logger }
 
 func (w slogWriter) Write(p []byte) (int, error) {
-	w.log.Warn(string(trimNL(p)))
+	line := string(trimNL(p))
+	w.log.Log(context.Background(), lineLevel(line), line)
 	return len(p), nil
+}
+
+// lineLevel reads the level tag near the start of a hashicorp log line.
+func lineLevel(line string) slog.Level {
+	head := line[:min(len(line), 48)] // timestamp, then the tag
+	for _, l := range []struct {
+		tag   string
+		level slog.Level
+	}{{"[DEBUG]", slog.LevelDebug}, {"[TRACE]", slog.LevelDebug}, {"[INFO]", slog.LevelInfo}, {"[WARN]", slog.LevelWarn}, {"[ERR]", slog.LevelError}, {"[ERROR]", slog.LevelError}} {
+		if strings.Contains(head, l.tag) {
+			return l.level
+		}
+	}
+	return slog.LevelWarn
 }
 
 func trimNL(p []byte) []byte {

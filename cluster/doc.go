@@ -11,5 +11,6 @@
 // One TCP port (--peer-addr) carries both Raft and gRPC: a Raft connection starts
 // with the byte 'R', which an HTTP/2 connection never does.
 //
-// Lock order: Cluster.mu -> peer.mu. No lock is held across network I/O.
+// Lock order: Cluster.mu -> peer.mu; routeBatcher.mu -> the route table's locks.
+// No lock is held across network I/O.
 package cluster

@@ -71,32 +71,56 @@ func (c *Cluster) peer(name string) (*peer, error) {
 	if addr == "" {
 		return nil, fmt.Errorf("cluster: no address for node %q", name)
 	}
-	if old := c.peers[name]; old != nil {
-		// The node came back at another address: the old stream is useless.
-		go old.close()
-	}
 	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		return nil, fmt.Errorf("cluster: dial %s at %s: %w", name, addr, err)
 	}
 	p := &peer{c: c, name: name, addr: addr, conn: conn, client: peerpb.NewPeerClient(conn),
 		wake: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{})}
+	if old := c.peers[name]; old != nil {
+		// The node came back at another address: the old stream is useless, but
+		// what is held for the node goes on to the new one, in order.
+		p.queue, p.nextID = old.handOver()
+		go old.close()
+	}
 	c.peers[name] = p
 	go p.run()
 	return p, nil
 }
 
-// peerAlive is called when gossip sees a node join: held deliveries flow again.
+// handOver takes what the peer holds, sent batches not acknowledged first, and
+// leaves it empty, so close fails nothing; the next batch id continues from it.
+func (p *peer) handOver() ([]pending, uint64) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	var items []pending
+	for _, b := range p.sent {
+		items = append(items, b.items...)
+	}
+	items = append(items, p.queue...)
+	p.sent, p.queue = nil, nil
+	return items, p.nextID
+}
+
+// peerAlive is called when gossip sees a node join: held deliveries flow again,
+// to its new address if it moved.
 func (c *Cluster) peerAlive(name string) {
 	c.mu.Lock()
 	p := c.peers[name]
 	c.mu.Unlock()
-	if p != nil {
-		p.mu.Lock()
-		p.down = false
-		p.mu.Unlock()
-		p.signal()
+	if p == nil {
+		return
 	}
+	if addr := c.members.addrOf(name); addr != "" && addr != p.addr {
+		if _, err := c.peer(name); err != nil {
+			c.log.Warn("connect to a node that moved", "member", name, "err", err)
+		}
+		return
+	}
+	p.mu.Lock()
+	p.down = false
+	p.mu.Unlock()
+	p.signal()
 }
 
 // dropPeer forgets a node whose routes were purged, with what was held for it.
@@ -461,10 +485,36 @@ func (c *Cluster) TakeOver(ctx context.Context, clientID string) ([]byte, error)
 	return state, errors.Join(errs...)
 }
 
-// catchUpRetained copies the retained messages of a live peer, for a node that was
-// away: the later stamp wins topic by topic.
-func (c *Cluster) catchUpRetained() {
-	for _, n := range c.members.aliveOthers() {
+// requestCatchUp asks catchUpLoop to copy the retained messages of member name; it
+// never blocks (gossip calls it with its locks held).
+func (c *Cluster) requestCatchUp(name string) {
+	select {
+	case c.catchUp <- name:
+	default: // a catch-up is queued already: one copy is enough
+	}
+}
+
+// catchUpLoop runs the catch-ups requested when this node, having been cut off
+// from most of the cluster, sees members again.
+func (c *Cluster) catchUpLoop() {
+	for {
+		select {
+		case <-c.stop:
+			return
+		case name := <-c.catchUp:
+			c.catchUpRetained(name)
+		}
+	}
+}
+
+// catchUpRetained copies the retained messages of a live peer (from, if given),
+// for a node that was away: the later stamp wins topic by topic.
+func (c *Cluster) catchUpRetained(from ...string) {
+	peers := from
+	if len(peers) == 0 {
+		peers = c.members.aliveOthers()
+	}
+	for _, n := range peers {
 		p, err := c.peer(n)
 		if err != nil {
 			continue

@@ -18,13 +18,17 @@ type memberState struct {
 	mu sync.Mutex // guards everything below
 	// peerAddr of each known member (gRPC and Raft), from its gossip metadata.
 	peerAddr map[string]string
-	alive    map[string]bool
-	deadAt   map[string]time.Time
-	changed  chan struct{} // capacity 1: membership changed
+	// gossipAddr of each known member, to seek out failed ones again.
+	gossipAddr map[string]string
+	alive      map[string]bool
+	deadAt     map[string]time.Time
+	left       map[string]bool // left gracefully (not failed): not sought out again
+	changed    chan struct{}   // capacity 1: membership changed
 }
 
 func newMemberState(c *Cluster) *memberState {
-	return &memberState{c: c, peerAddr: map[string]string{}, alive: map[string]bool{}, deadAt: map[string]time.Time{}, changed: make(chan struct{}, 1)}
+	return &memberState{c: c, peerAddr: map[string]string{}, gossipAddr: map[string]string{}, alive: map[string]bool{},
+		deadAt: map[string]time.Time{}, left: map[string]bool{}, changed: make(chan struct{}, 1)}
 }
 
 func (s *memberState) signal() {
@@ -37,21 +41,51 @@ func (s *memberState) signal() {
 // NotifyJoin, NotifyLeave and NotifyUpdate implement memberlist.EventDelegate.
 func (s *memberState) NotifyJoin(n *memberlist.Node) {
 	s.mu.Lock()
+	_, returning := s.deadAt[n.Name]
+	// A node that saw most of the cluster gone was the one cut off: it catches up
+	// the retained messages from the first member that comes back, as a restarted
+	// node does when it joins. The majority side does not copy from the returning
+	// node, or the retained messages cleared meanwhile would come back.
+	cutOff := returning && n.Name != s.c.name && !s.majorityAliveLocked()
 	s.peerAddr[n.Name] = string(n.Meta)
+	s.gossipAddr[n.Name] = n.Address()
 	s.alive[n.Name] = true
 	delete(s.deadAt, n.Name)
+	delete(s.left, n.Name)
 	s.mu.Unlock()
 	s.c.log.Info("member joined", "member", n.Name, "peer_addr", string(n.Meta))
 	s.signal()
 	if n.Name != s.c.name {
 		s.c.peerAlive(n.Name)
 	}
+	if cutOff {
+		s.c.requestCatchUp(n.Name)
+	}
+}
+
+// majorityAliveLocked reports whether this node sees a majority of the members
+// that have not left alive, itself included. s.mu is held.
+func (s *memberState) majorityAliveLocked() bool {
+	members, up := 0, 0
+	for name, ok := range s.alive {
+		if s.left[name] {
+			continue
+		}
+		members++
+		if ok {
+			up++
+		}
+	}
+	return 2*up > members
 }
 
 func (s *memberState) NotifyLeave(n *memberlist.Node) {
 	s.mu.Lock()
 	s.alive[n.Name] = false
 	s.deadAt[n.Name] = time.Now()
+	if n.State == memberlist.StateLeft {
+		s.left[n.Name] = true
+	}
 	s.mu.Unlock()
 	s.c.log.Warn("member left or failed", "member", n.Name)
 	s.signal()
@@ -66,7 +100,23 @@ func (s *memberState) NotifyLeave(n *memberlist.Node) {
 func (s *memberState) NotifyUpdate(n *memberlist.Node) {
 	s.mu.Lock()
 	s.peerAddr[n.Name] = string(n.Meta)
+	s.gossipAddr[n.Name] = n.Address()
 	s.mu.Unlock()
+}
+
+// failed returns the gossip addresses of the members that failed (not left) less
+// than maxAge ago.
+func (s *memberState) failed(maxAge time.Duration) []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []string
+	for name, since := range s.deadAt {
+		if !s.left[name] && time.Since(since) < maxAge && s.gossipAddr[name] != "" {
+			out = append(out, s.gossipAddr[name])
+		}
+	}
+	sort.Strings(out)
+	return out
 }
 
 // snapshot returns the members with their peer addresses and liveness.
@@ -130,8 +180,15 @@ func (c *Cluster) startGossip() error {
 		mc.SuspicionMult = 2
 		mc.GossipInterval = 50 * time.Millisecond
 		mc.PushPullInterval = 2 * time.Second
+		mc.GossipToTheDeadTime = 2 * time.Second
 	}
 	mc.Name = c.name
+	// A node that died and comes back under the same name at another address (a
+	// rescheduled pod gets a new IP) takes its name back at once. With memberlist's
+	// default (0: never) the others refuse it as a conflict until they forget the
+	// dead node, GossipToTheDeadTime later. Names are unique in a Skein cluster, so
+	// a different address for a dead name is that node restarted.
+	mc.DeadNodeReclaimTime = time.Nanosecond
 	host, port, err := net.SplitHostPort(c.cfg.GossipAddr)
 	if err != nil {
 		return fmt.Errorf("gossip addr: %w", err)
@@ -180,5 +237,33 @@ func (c *Cluster) joinLoop() {
 			return
 		}
 		backoff = min(2*backoff, 5*time.Second)
+	}
+}
+
+// reconnectTimeout is how long failed members are sought out again before they
+// are given up on.
+const reconnectTimeout = 24 * time.Hour
+
+// rejoinLoop seeks out failed members. memberlist gossips to a dead node only for
+// GossipToTheDeadTime and pushes state only to live ones, so once a partition
+// outlasts that, neither side would ever hear of the other again: each side sees
+// the other dead for good. A join through any address that answers merges the
+// two views; the nodes refute their deaths and are alive on both sides again.
+func (c *Cluster) rejoinLoop() {
+	interval := 5 * time.Second
+	if c.cfg.FastTimeouts {
+		interval = 300 * time.Millisecond
+	}
+	for c.sleep(interval) {
+		for _, addr := range c.members.failed(reconnectTimeout) {
+			select {
+			case <-c.stop:
+				return
+			default:
+			}
+			if n, _ := c.ml.Join([]string{addr}); n > 0 { // a failure is the node still being away
+				c.log.Info("reached a failed member again", "gossip_addr", addr)
+			}
+		}
 	}
 }

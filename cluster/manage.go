@@ -92,10 +92,13 @@ func (c *Cluster) reconcile() {
 	cfg := future.Configuration()
 	addrs, alive, deadAt := c.members.snapshot()
 	inRaft := map[string]raft.Server{}
+	// A dead voter keeps its seat until it is removed after the grace period: a
+	// non-voter promoted at once would make MaxVoters+1 voters when it returns
+	// within the grace, as a restarted node does.
 	voters := 0
 	for _, s := range cfg.Servers {
 		inRaft[string(s.ID)] = s
-		if s.Suffrage == raft.Voter && (alive[string(s.ID)] || string(s.ID) == c.name) {
+		if s.Suffrage == raft.Voter {
 			voters++
 		}
 	}
@@ -117,6 +120,10 @@ func (c *Cluster) reconcile() {
 			c.log.Warn("remove dead node", "member", id, "err", err)
 			continue
 		}
+		if s.Suffrage == raft.Voter {
+			voters--
+		}
+		delete(inRaft, id)
 		c.purgeRoutes(id)
 	}
 	// Routes of nodes that died without ever being in Raft, or left it.
@@ -142,6 +149,19 @@ func (c *Cluster) reconcile() {
 		}
 		s, ok := inRaft[n]
 		switch {
+		case ok && string(s.Address) != addrs[n]:
+			// The node came back at another address: Raft must reach it there.
+			// Adding a server already in the configuration updates its address
+			// and keeps its suffrage.
+			var err error
+			if s.Suffrage == raft.Voter {
+				err = c.raft.AddVoter(s.ID, raft.ServerAddress(addrs[n]), 0, 0).Error()
+			} else {
+				err = c.raft.AddNonvoter(s.ID, raft.ServerAddress(addrs[n]), 0, 0).Error()
+			}
+			if err == nil {
+				c.log.Info("updated raft address", "member", n, "old", string(s.Address), "new", addrs[n])
+			}
 		case !ok && voters < c.cfg.MaxVoters:
 			if err := c.raft.AddVoter(raft.ServerID(n), raft.ServerAddress(addrs[n]), 0, 0).Error(); err == nil {
 				c.log.Info("added raft voter", "member", n)

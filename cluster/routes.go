@@ -20,19 +20,37 @@ import (
 type routeBatcher struct {
 	c *Cluster
 
-	mu      sync.Mutex // guards pending
+	mu      sync.Mutex // guards pending, mine, entries, changes, checked
 	pending []route.Change
-	wake    chan struct{} // capacity 1
+	// mine is this node's routes as the node announced them: what the table must
+	// hold for this node once everything pending is committed.
+	mine map[mineKey]bool
+	wake chan struct{} // capacity 1
 	// Proposed counts committed entries and changes, for tests and metrics.
 	entries, changes uint64
+	// checked is entries at the last check of the table against mine; checks
+	// counts the checks, every fullCheckEvery-th compares route by route.
+	checked uint64
+	checks  int
 }
 
+// fullCheckEvery: most checks compare only the number of routes, which is cheap
+// however many there are.
+const fullCheckEvery = 30
+
+type mineKey struct{ filter, group string }
+
 func newRouteBatcher(c *Cluster) *routeBatcher {
-	return &routeBatcher{c: c, wake: make(chan struct{}, 1)}
+	return &routeBatcher{c: c, wake: make(chan struct{}, 1), mine: map[mineKey]bool{}}
 }
 
 func (b *routeBatcher) add(ch route.Change) {
 	b.mu.Lock()
+	if k := (mineKey{ch.Filter, ch.Key.Group}); ch.Op == route.OpAdd {
+		b.mine[k] = true
+	} else {
+		delete(b.mine, k)
+	}
 	b.pending = append(b.pending, ch)
 	full := len(b.pending) >= b.c.cfg.RouteBatchSize
 	b.mu.Unlock()
@@ -44,14 +62,24 @@ func (b *routeBatcher) add(ch route.Change) {
 	}
 }
 
-// run commits batches until stop.
+// run commits batches until stop, and now and then checks that the table holds
+// this node's routes as announced.
 func (b *routeBatcher) run(stop <-chan struct{}) {
 	backoff := 50 * time.Millisecond
+	check := time.NewTicker(time.Second)
+	if b.c.cfg.FastTimeouts {
+		check.Reset(200 * time.Millisecond)
+	}
+	defer check.Stop()
 	for {
 		select {
 		case <-stop:
 			return
 		case <-b.wake:
+		case <-check.C:
+			if !b.repair() {
+				continue
+			}
 		}
 		// Let more changes join the batch, unless it is full already.
 		b.mu.Lock()
@@ -84,6 +112,54 @@ func (b *routeBatcher) run(stop <-chan struct{}) {
 			b.mu.Unlock()
 		}
 	}
+}
+
+// repair compares the table's routes of this node with the ones it announced and
+// queues the changes that make them agree; it reports whether it queued any. They
+// drift apart when the leader purges the routes of a node it saw dead past the
+// grace period while the node was only cut off, and when a node restarts: the
+// routes of its clean sessions, gone with the process, are still in the table
+// (a stale shared-subscription route would swallow the group's messages). It
+// checks only when the table is settled: nothing pending, no commit of this node
+// since the last check, a leader known and every committed entry applied.
+func (b *routeBatcher) repair() bool {
+	c := b.c
+	if c.leaderName() == "" || c.raft.AppliedIndex() < c.raft.CommitIndex() {
+		return false
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if len(b.pending) > 0 || b.entries != b.checked {
+		b.checked = b.entries
+		return false
+	}
+	b.checks++
+	if b.checks%fullCheckEvery != 0 && c.table.NodeLen(c.name) == len(b.mine) {
+		return false
+	}
+	have := c.table.NodeRoutes(c.name)
+	seen := make(map[mineKey]bool, len(have))
+	var fix []route.Change
+	for _, ch := range have {
+		k := mineKey{ch.Filter, ch.Key.Group}
+		seen[k] = true
+		if !b.mine[k] {
+			fix = append(fix, route.Change{Op: route.OpRemove, Filter: ch.Filter, Key: ch.Key})
+		}
+	}
+	removes := len(fix)
+	for k := range b.mine {
+		if !seen[k] {
+			fix = append(fix, route.Change{Op: route.OpAdd, Filter: k.filter, Key: route.Key{Node: c.name, Group: k.group}})
+		}
+	}
+	if len(fix) == 0 {
+		return false
+	}
+	c.log.Warn("the route table disagrees with this node's subscriptions: correcting it",
+		"stale_routes", removes, "missing_routes", len(fix)-removes)
+	b.pending = append(b.pending, fix...)
+	return true
 }
 
 // Pending returns the number of route changes not committed yet.

@@ -212,6 +212,24 @@ func (t *Table) NodeCounts() map[string]int {
 	return out
 }
 
+// NodeLen returns the number of routes of node.
+func (t *Table) NodeLen(node string) int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return len(t.byNode[node])
+}
+
+// NodeRoutes returns the routes of node, as add changes, in no particular order.
+func (t *Table) NodeRoutes(node string) []Change {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	out := make([]Change, 0, len(t.byNode[node]))
+	for r := range t.byNode[node] {
+		out = append(out, Change{Op: OpAdd, Filter: r.filter, Key: Key{Node: node, Group: r.group}})
+	}
+	return out
+}
+
 // Has reports whether the route (filter -> k) is in the table.
 func (t *Table) Has(filter string, k Key) bool {
 	_, ok := t.trie.Get(filter, k)

@@ -3,6 +3,7 @@ package route
 import (
 	"bytes"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -123,5 +124,108 @@ func TestTableSnapshotRestore(t *testing.T) {
 	}
 	if err := NewTable().Restore(strings.NewReader("\x07junk")); err == nil {
 		t.Fatal("restore of an unknown format: no error")
+	}
+}
+
+// TestTableNodeRoutes: a node's routes as NodeRoutes and NodeLen report them
+// follow adds, removes, purges and restores.
+func TestTableNodeRoutes(t *testing.T) {
+	tb := NewTable()
+	must := func(cmd []byte) {
+		t.Helper()
+		if err := tb.Apply(cmd); err != nil {
+			t.Fatalf("Apply: %v", err)
+		}
+	}
+	routes := func(node string) []string {
+		var out []string
+		for _, c := range tb.NodeRoutes(node) {
+			if c.Op != OpAdd || c.Key.Node != node {
+				t.Fatalf("NodeRoutes(%s) gave %+v", node, c)
+			}
+			out = append(out, c.Filter+"/"+c.Key.Group)
+		}
+		slices.Sort(out)
+		if len(out) != tb.NodeLen(node) {
+			t.Fatalf("NodeLen(%s) = %d, NodeRoutes has %d", node, tb.NodeLen(node), len(out))
+		}
+		return out
+	}
+	must(EncodeChanges([]Change{
+		{OpAdd, "a", Key{"n1", ""}}, {OpAdd, "a", Key{"n1", "g"}}, {OpAdd, "b/#", Key{"n1", ""}},
+		{OpAdd, "a", Key{"n2", ""}},
+	}))
+	if got, want := routes("n1"), []string{"a/", "a/g", "b/#/"}; !slices.Equal(got, want) {
+		t.Fatalf("n1 routes %q, want %q", got, want)
+	}
+	must(EncodeChanges([]Change{{OpRemove, "a", Key{"n1", "g"}}}))
+	if got, want := routes("n1"), []string{"a/", "b/#/"}; !slices.Equal(got, want) {
+		t.Fatalf("after remove: %q, want %q", got, want)
+	}
+	var buf bytes.Buffer
+	if _, err := tb.Snapshot().WriteTo(&buf); err != nil {
+		t.Fatal(err)
+	}
+	must(EncodePurgeNode("n1"))
+	if got := routes("n1"); len(got) != 0 {
+		t.Fatalf("after purge: %q", got)
+	}
+	if got := routes("n2"); !slices.Equal(got, []string{"a/"}) {
+		t.Fatalf("purge of n1 touched n2: %q", got)
+	}
+	if err := tb.Restore(&buf); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := routes("n1"), []string{"a/", "b/#/"}; !slices.Equal(got, want) {
+		t.Fatalf("after restore: %q, want %q", got, want)
+	}
+	if got := routes("nobody"); len(got) != 0 {
+		t.Fatalf("unknown node: %q", got)
+	}
+}
+
+// TestTableSnapshotAlongsideApply: snapshots taken and written while changes are
+// applied (as Raft does: Persist runs alongside Apply) each restore to a state the
+// table was in, never a mix; run with -race.
+func TestTableSnapshotAlongsideApply(t *testing.T) {
+	tb := NewTable()
+	const n = 2000
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for i := 0; i < n; i++ {
+			// Each command adds route i and removes route i-1: the table always
+			// holds exactly one route of n1 between commands.
+			cmd := []Change{{OpAdd, "f/" + strconv.Itoa(i), Key{"n1", ""}}}
+			if i > 0 {
+				cmd = append(cmd, Change{OpRemove, "f/" + strconv.Itoa(i-1), Key{"n1", ""}})
+			}
+			if err := tb.Apply(EncodeChanges(cmd)); err != nil {
+				panic(err) // not t.Fatal: another goroutine
+			}
+		}
+	}()
+	snaps := 0
+	for running := true; running; snaps++ {
+		select {
+		case <-done:
+			running = false
+		default:
+		}
+		s := tb.Snapshot()
+		var buf bytes.Buffer
+		if _, err := s.WriteTo(&buf); err != nil {
+			t.Fatal(err)
+		}
+		r := NewTable()
+		if err := r.Restore(&buf); err != nil {
+			t.Fatal(err)
+		}
+		if l := r.Len(); l > 1 {
+			t.Fatalf("snapshot %d holds %d routes: a command was split", snaps, l)
+		}
+	}
+	if tb.Len() != 1 || !tb.Has("f/"+strconv.Itoa(n-1), Key{"n1", ""}) {
+		t.Fatalf("final table: %d routes", tb.Len())
 	}
 }

@@ -1,6 +1,8 @@
 // Package clustertest runs whole Skein nodes (broker, store and cluster member) in
-// one test process, on 127.0.0.1 with real gossip, Raft and gRPC sockets, each with
-// its own data directory.
+// one test process, on loopback with real gossip, Raft and gRPC sockets, each with
+// its own data directory. Unless Options.Direct is set, other nodes reach a node
+// through small proxies (see net.go), so a test can cut it off (Partition, Heal) or
+// stop it without a graceful leave (Kill).
 package clustertest
 
 import (
@@ -9,6 +11,7 @@ import (
 	"log/slog"
 	"net"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -20,6 +23,11 @@ import (
 
 // Timeout bounds every wait of this package.
 const Timeout = 20 * time.Second
+
+// GossipToTheDeadTime is how long memberlist keeps gossiping to a dead node under
+// cluster.Config.FastTimeouts (the LAN default is 30 s): a partition longer than
+// that heals only if the nodes seek each other out again.
+const GossipToTheDeadTime = 2 * time.Second
 
 // Node is one running node.
 type Node struct {
@@ -36,26 +44,47 @@ type Node struct {
 	expect  int
 	stopped bool
 	tune    func(*cluster.Config, *node.Config)
+	net     *network  // nil with Options.Direct
+	ep      *endpoint // this node's addresses and proxies (nil with Direct)
+	clients *trackingListener
+	logLvl  slog.Level
 }
 
 // Options tune a test cluster.
 type Options struct {
 	// Tune, when set, adjusts each node's configuration before it starts.
 	Tune func(*cluster.Config, *node.Config)
+	// Direct binds the nodes on 127.0.0.1 without proxies (for benchmarks): Kill,
+	// Partition and Move are then unavailable.
+	Direct bool
+	// Quiet logs warnings and errors only (benchmarks).
+	Quiet bool
 }
 
 // Start runs n nodes that bootstrap together (bootstrap-expect n) and waits until
-// they agree on a leader. They are stopped when the test ends.
+// they agree on a leader and all see each other alive. They are stopped when the
+// test ends.
 func Start(t testing.TB, n int, opts ...Options) []*Node {
 	t.Helper()
-	var tune func(*cluster.Config, *node.Config)
+	var o Options
 	if len(opts) > 0 {
-		tune = opts[0].Tune
+		o = opts[0]
+	}
+	var nw *network
+	if !o.Direct {
+		nw = newNetwork(t)
+	}
+	lvl := slog.LevelInfo
+	if o.Quiet {
+		lvl = slog.LevelWarn
 	}
 	nodes := make([]*Node, n)
 	var seeds []string
 	for i := range nodes {
-		nd := &Node{t: t, Name: fmt.Sprintf("n%d", i+1), DataDir: t.TempDir(), expect: n, join: append([]string(nil), seeds...), tune: tune}
+		nd := &Node{t: t, Name: fmt.Sprintf("n%d", i+1), DataDir: t.TempDir(), expect: n, join: append([]string(nil), seeds...), tune: o.Tune, net: nw, logLvl: lvl}
+		if nw != nil {
+			nd.ep = nw.newEndpoint()
+		}
 		nd.start()
 		if i == 0 {
 			seeds = []string{nd.Cluster.GossipAddr()}
@@ -63,13 +92,25 @@ func Start(t testing.TB, n int, opts ...Options) []*Node {
 		nodes[i] = nd
 	}
 	WaitLeader(t, nodes)
+	for _, nd := range nodes {
+		WaitMember(t, nodes, nd.Name, "alive")
+	}
 	return nodes
 }
 
 // Add starts one more node joining the cluster of nodes (not bootstrapping).
 func Add(t testing.TB, nodes []*Node, name string) *Node {
 	t.Helper()
-	nd := &Node{t: t, Name: name, DataDir: t.TempDir(), join: []string{nodes[0].Cluster.GossipAddr()}, tune: nodes[0].tune}
+	var join []string
+	for _, o := range nodes {
+		if !o.stopped {
+			join = append(join, o.Cluster.GossipAddr())
+		}
+	}
+	nd := &Node{t: t, Name: name, DataDir: t.TempDir(), join: join, tune: nodes[0].tune, net: nodes[0].net, logLvl: nodes[0].logLvl}
+	if nd.net != nil {
+		nd.ep = nd.net.newEndpoint()
+	}
 	nd.start()
 	return nd
 }
@@ -77,11 +118,17 @@ func Add(t testing.TB, nodes []*Node, name string) *Node {
 func (nd *Node) start() {
 	t := nd.t
 	t.Helper()
-	log := slog.New(slog.NewTextHandler(testWriter{t, nd.Name}, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	log := slog.New(slog.NewTextHandler(testWriter{t, nd.Name}, &slog.HandlerOptions{Level: nd.logLvl}))
 	cc := cluster.DefaultConfig()
 	cc.NodeName = nd.Name
 	cc.GossipAddr = "127.0.0.1:0"
 	cc.PeerAddr = "127.0.0.1:0"
+	if ep := nd.ep; ep != nil {
+		// Bind on the node's own address; advertise the proxies, same ports.
+		cc.GossipAddr = fmt.Sprintf("%s:%d", ep.ip, ep.gossipPort)
+		cc.PeerAddr = fmt.Sprintf("%s:%d", ep.ip, ep.peerPort)
+		cc.AdvertiseAddr = "127.0.0.1"
+	}
 	cc.Join = nd.join
 	cc.BootstrapExpect = nd.expect
 	cc.DataDir = nd.DataDir
@@ -119,11 +166,12 @@ func (nd *Node) start() {
 	if err != nil {
 		t.Fatalf("%s: listen: %v", nd.Name, err)
 	}
+	nd.clients = &trackingListener{Listener: ln, conns: map[net.Conn]bool{}}
 	nd.Broker, nd.Cluster, nd.Store, nd.mqttLn, nd.Addr = b, cl, store, ln, ln.Addr().String()
 	nd.served = make(chan struct{})
 	go func() {
 		defer close(nd.served)
-		_ = b.Serve(ln) // ErrClosed at shutdown
+		_ = b.Serve(nd.clients) // ErrClosed at shutdown
 	}()
 	nd.stopped = false
 	t.Cleanup(nd.Stop)
@@ -135,6 +183,10 @@ func (nd *Node) Stop() {
 		return
 	}
 	nd.stopped = true
+	nd.shutdown()
+}
+
+func (nd *Node) shutdown() {
 	ctx, cancel := context.WithTimeout(context.Background(), Timeout)
 	defer cancel()
 	_ = nd.Broker.Shutdown(ctx) // connections are closed hard on timeout
@@ -147,11 +199,73 @@ func (nd *Node) Stop() {
 	}
 }
 
-// Restart stops the node and starts it again on the same data directory and MQTT
-// port, joining the others.
+// Kill stops the node the way a crash or a pulled cable would: its network is cut
+// first (no gossip leave reaches anyone, peer connections are reset), its MQTT
+// clients' sockets are closed without DISCONNECT, then it is shut down. Its data
+// directory stays for Restart.
+func (nd *Node) Kill() {
+	nd.t.Helper()
+	nd.needNet("Kill")
+	if nd.stopped {
+		return
+	}
+	nd.stopped = true
+	nd.net.cut(nd.ep)
+	nd.clients.closeAll()
+	nd.shutdown()
+	nd.net.releaseGossip(nd.ep)
+}
+
+// Partition cuts the node off from the others (see net.go for what that blocks);
+// it keeps running and serving its MQTT clients. Heal reconnects it.
+func (nd *Node) Partition() {
+	nd.t.Helper()
+	nd.needNet("Partition")
+	nd.net.cut(nd.ep)
+}
+
+// Heal ends a Partition.
+func (nd *Node) Heal() {
+	nd.t.Helper()
+	nd.needNet("Heal")
+	nd.net.heal(nd.ep)
+}
+
+// Move gives a stopped node new gossip and peer addresses for its next Restart,
+// as a pod rescheduled elsewhere gets a new IP.
+func (nd *Node) Move() {
+	nd.t.Helper()
+	nd.needNet("Move")
+	if !nd.stopped {
+		nd.t.Fatalf("%s: Move needs a stopped node", nd.Name)
+	}
+	nd.net.heal(nd.ep)
+	nd.ep.close()
+	nd.ep = nd.net.newEndpoint()
+}
+
+// PeerAddr returns the peer (gRPC and Raft) address the node advertises.
+func (nd *Node) PeerAddr() string {
+	if nd.ep != nil {
+		return fmt.Sprintf("127.0.0.1:%d", nd.ep.peerPort)
+	}
+	return ""
+}
+
+func (nd *Node) needNet(what string) {
+	if nd.net == nil {
+		nd.t.Fatalf("%s: %s needs the proxied network (not Options.Direct)", nd.Name, what)
+	}
+}
+
+// Restart stops the node (if running) and starts it again on the same data
+// directory and MQTT port, joining the others.
 func (nd *Node) Restart(others []*Node) {
 	nd.t.Helper()
 	nd.Stop()
+	if nd.net != nil {
+		nd.net.heal(nd.ep)
+	}
 	nd.join = nil
 	for _, o := range others {
 		if o != nd && !o.stopped {
@@ -205,12 +319,116 @@ func WaitRoute(t testing.TB, nodes []*Node, filter, node, group string, present 
 // Eventually polls cond until it holds or Timeout passes.
 func Eventually(t testing.TB, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(Timeout)
+	EventuallyWithin(t, Timeout, what, cond)
+}
+
+// EventuallyWithin polls cond until it holds or d passes.
+func EventuallyWithin(t testing.TB, d time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
 	for !cond() {
 		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
+			t.Fatalf("timed out after %v waiting for %s", d, what)
 		}
 		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// Running returns the nodes not stopped.
+func Running(nodes []*Node) []*Node {
+	var out []*Node
+	for _, nd := range nodes {
+		if !nd.stopped {
+			out = append(out, nd)
+		}
+	}
+	return out
+}
+
+// ByName returns the node called name.
+func ByName(t testing.TB, nodes []*Node, name string) *Node {
+	t.Helper()
+	for _, nd := range nodes {
+		if nd.Name == name {
+			return nd
+		}
+	}
+	t.Fatalf("no node %q", name)
+	return nil
+}
+
+// Leader waits for an agreed leader among the running nodes and returns it.
+func Leader(t testing.TB, nodes []*Node) *Node {
+	t.Helper()
+	return ByName(t, nodes, WaitLeader(t, nodes))
+}
+
+// WaitMember waits until every running node in watchers sees member name in state
+// ("alive" or "dead").
+func WaitMember(t testing.TB, watchers []*Node, name, state string) {
+	t.Helper()
+	WaitMemberWithin(t, Timeout, watchers, name, state)
+}
+
+// WaitMemberWithin is WaitMember with its own deadline.
+func WaitMemberWithin(t testing.TB, d time.Duration, watchers []*Node, name, state string) {
+	t.Helper()
+	EventuallyWithin(t, d, fmt.Sprintf("%s %s everywhere", name, state), func() bool {
+		for _, nd := range watchers {
+			if nd.stopped || nd.Name == name {
+				continue
+			}
+			found := false
+			for _, m := range nd.Cluster.Status().Members {
+				if m.Name == name {
+					found = m.State == state
+				}
+			}
+			if !found {
+				return false
+			}
+		}
+		return true
+	})
+}
+
+// Suffrage returns name's suffrage ("voter", "nonvoter" or "none") as nd sees it.
+func Suffrage(nd *Node, name string) string {
+	for _, m := range nd.Cluster.Status().Members {
+		if m.Name == name {
+			return m.Suffrage
+		}
+	}
+	return "none"
+}
+
+// trackingListener remembers the MQTT connections it accepted, for Kill.
+type trackingListener struct {
+	net.Listener
+	mu    sync.Mutex // guards conns
+	conns map[net.Conn]bool
+}
+
+func (l *trackingListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err == nil {
+		l.mu.Lock()
+		l.conns[c] = true
+		l.mu.Unlock()
+	}
+	return c, err
+}
+
+// closeAll closes the listener and resets every connection it accepted.
+func (l *trackingListener) closeAll() {
+	l.Listener.Close()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for c := range l.conns {
+		if tc, ok := c.(*net.TCPConn); ok {
+			_ = tc.SetLinger(0) // best effort: the close happens either way
+		}
+		c.Close()
 	}
 }
 

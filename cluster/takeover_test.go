@@ -1,0 +1,202 @@
+package cluster_test
+
+import (
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/skein-mq/skein/cluster/clustertest"
+	"github.com/skein-mq/skein/node/nodetest"
+	"github.com/skein-mq/skein/proto"
+)
+
+// TestTakeoverMovesQueuedSession: a persistent session subscribed on n1 goes
+// offline; what is published meanwhile on n2 queues for it; the client comes back
+// on n3 with clean start 0 and gets session present 1 and every queued message,
+// QoS 2 ones exactly once, including the QoS 2 message whose PUBREC it had sent on
+// n1 (it gets the PUBREL, not the message again). Afterwards its route is n3's.
+func TestTakeoverMovesQueuedSession(t *testing.T) {
+	skipShort(t)
+	for _, v := range []proto.Version{proto.V311, proto.V5} {
+		t.Run(v.String(), func(t *testing.T) {
+			nodes := clustertest.Start(t, 3)
+			id := "mover-" + v.String()
+			old, _ := resume(t, nodes[0].Addr, v, id)
+			old.Subscribe(1, 2, "tk/#")
+			clustertest.WaitRoute(t, nodes, "tk/#", "n1", "", true)
+			pub := nodetest.Connect(t, nodes[1].Addr, proto.V5, "pub")
+
+			// One QoS 2 message half done on n1: PUBREC sent, no PUBCOMP yet.
+			pub.Publish(&proto.Publish{Topic: "tk/half", QoS: 2, PacketID: 1, Payload: []byte("m0")})
+			half := nodetest.Expect[*proto.Publish](old)
+			old.Send(&proto.Pubrec{PacketID: half.PacketID})
+			nodetest.Expect[*proto.Pubrel](old)
+			old.Disconnect()
+			nodetest.Eventually(t, "n1 sees the client gone", func() bool { return nodes[0].Broker.Stats.Connected.Load() == 0 })
+
+			const n = 20
+			for i := 1; i <= n; i++ {
+				qos := byte(1 + i%2)
+				if code := pub.Publish(&proto.Publish{Topic: fmt.Sprintf("tk/%d", i), QoS: qos, PacketID: uint16(i + 1), Payload: []byte(fmt.Sprintf("m%d", i))}); code != proto.Success {
+					t.Fatalf("publish %d: %v (the offline session on n1 matches)", i, code)
+				}
+			}
+
+			c, ack := resume(t, nodes[2].Addr, v, id)
+			if !ack.SessionPresent {
+				t.Fatal("session present 0 after a takeover from n1")
+			}
+			// The half-done QoS 2 flow resumes with PUBREL [MQTT-4.4.0-1].
+			got := received{}
+			sawRel := false
+			consume(t, c, func() bool { return len(got) >= n && sawRel }, func(p *proto.Publish) {
+				k := number(t, "m", p.Payload)
+				if k == 0 {
+					t.Fatalf("the QoS 2 message whose PUBREC was sent came again: %s", nodetest.String(p))
+				}
+				if want := byte(1 + k%2); p.QoS != want {
+					t.Fatalf("message %d at QoS %d, want %d", k, p.QoS, want)
+				}
+				got[k]++
+			}, func(id uint16) {
+				if id == half.PacketID {
+					sawRel = true
+				}
+			})
+			if m := got.missing(n); len(m) > 0 {
+				t.Fatalf("lost %v", m)
+			}
+			for _, k := range got.dups() {
+				if k%2 == 1 {
+					t.Fatalf("QoS 2 message %d delivered %d times", k, got[k])
+				}
+			}
+			expectNone(t, c, 200*time.Millisecond)
+			clustertest.WaitRoute(t, nodes, "tk/#", "n3", "", true)
+			clustertest.WaitRoute(t, nodes, "tk/#", "n1", "", false)
+			if s := nodes[0].Broker.SessionCount(); s != 0 {
+				t.Fatalf("n1 still holds %d sessions", s)
+			}
+			pub.Publish(&proto.Publish{Topic: "tk/after", QoS: 2, PacketID: 100, Payload: []byte("after")})
+			c.ExpectPublish("tk/after", "after")
+		})
+	}
+}
+
+// TestTakeoverLiveConnection: a CONNECT on n2 with the client id of a live
+// connection on n1 closes that one (5.0: DISCONNECT 0x8E Session taken over) and
+// serves the new one; a clean start 1 there gets session present 0.
+func TestTakeoverLiveConnection(t *testing.T) {
+	skipShort(t)
+	nodes := clustertest.Start(t, 3)
+	old := nodetest.Connect(t, nodes[0].Addr, proto.V5, "live")
+	old.Subscribe(1, 1, "lv/#")
+	clustertest.WaitRoute(t, nodes, "lv/#", "n1", "", true)
+
+	c := nodetest.Dial(t, nodes[1].Addr, proto.V5)
+	ack := c.Connect(&proto.Connect{ClientID: "live", CleanStart: true, KeepAlive: 60})
+	if ack.ReasonCode != 0 || ack.SessionPresent {
+		t.Fatalf("CONNACK %+v, want accepted without session", ack)
+	}
+	pkts := old.ExpectClosed()
+	if len(pkts) != 1 {
+		t.Fatalf("old connection got %d packets before closing, want one DISCONNECT", len(pkts))
+	}
+	if d, ok := pkts[0].(*proto.Disconnect); !ok || d.ReasonCode != proto.SessionTakenOver {
+		t.Fatalf("old connection got %s, want DISCONNECT 0x8E", nodetest.String(pkts[0]))
+	}
+	// The clean session on n1 ended with its connection: so did its route.
+	clustertest.WaitRoute(t, nodes, "lv/#", "n1", "", false)
+	c.Subscribe(1, 1, "lv/#")
+	clustertest.WaitRoute(t, nodes, "lv/#", "n2", "", true)
+	pub := nodetest.Connect(t, nodes[2].Addr, proto.V311, "pub")
+	pub.Publish(&proto.Publish{Topic: "lv/1", QoS: 1, PacketID: 1, Payload: []byte("new")})
+	c.ExpectPublish("lv/1", "new")
+	if n := nodes[0].Broker.Stats.Connected.Load(); n != 0 {
+		t.Fatalf("n1 still counts %d connected clients", n)
+	}
+}
+
+// TestTakeoverWhilePublishing: a persistent QoS 1 subscriber moves from n1 to n3
+// while a publisher on n2 keeps publishing; every message the publisher got a
+// PUBACK for reaches the subscriber, on one connection or the other (promise 2).
+func TestTakeoverWhilePublishing(t *testing.T) {
+	skipShort(t)
+	t.Skip("known bug, not fixed: the old node exports and discards the session at " +
+		"once, but publishers keep forwarding to it until the new node's route (and the " +
+		"old one's removal) reach their replicas; what arrives meanwhile finds no session " +
+		"and is dropped, though its publisher had a PUBACK. Closing that window needs a " +
+		"hand-over protocol (the old node relaying to the new one, deduplicated) that " +
+		"touches node/connect.go and the peer protocol")
+	nodes := clustertest.Start(t, 3)
+	old, _ := resume(t, nodes[0].Addr, proto.V5, "flow")
+	old.Subscribe(1, 1, "fl/#")
+	clustertest.WaitRoute(t, nodes, "fl/#", "n1", "", true)
+	pub := nodetest.Connect(t, nodes[1].Addr, proto.V5, "pub")
+
+	got := received{}
+	var mu sync.Mutex
+	stop := make(chan struct{})
+	oldDone := make(chan struct{})
+	go func() {
+		// Read on the old connection until the takeover closes it. No t.Fatal
+		// here: another goroutine.
+		defer close(oldDone)
+		for {
+			p, err := old.RecvWithin(clustertest.Timeout)
+			if err != nil {
+				return
+			}
+			if pub, ok := p.(*proto.Publish); ok {
+				var k int
+				_, _ = fmt.Sscanf(string(pub.Payload), "f%d", &k) // a bad payload counts as 0, never expected
+				mu.Lock()
+				got[k]++
+				mu.Unlock()
+				// PUBACK errors are the closed connection: the message is then
+				// resent on the new one.
+				b, _ := (&proto.Puback{PacketID: pub.PacketID}).Append(nil, proto.V5)
+				_, _ = old.Conn.Write(b)
+			}
+			select {
+			case <-stop:
+				return
+			default:
+			}
+		}
+	}()
+	const before, total = 50, 150
+	publishNumbered(t, pub, "fl/x", "f", 1, 1, before)
+	// CONNECT on n3 without waiting for its CONNACK: the takeover runs while the
+	// publisher goes on.
+	c := nodetest.Dial(t, nodes[2].Addr, proto.V5)
+	cp := &proto.Connect{ClientID: "flow", KeepAlive: 60, Version: proto.V5}
+	cp.Props.SessionExpiry = 3600
+	cp.Props.Set(proto.PropSessionExpiry)
+	c.Send(cp)
+	publishNumbered(t, pub, "fl/x", "f", 1, before+1, total)
+	ack := nodetest.Expect[*proto.Connack](c)
+	if ack.ReasonCode != 0 || !ack.SessionPresent {
+		t.Fatalf("CONNACK %+v, want accepted with session present", ack)
+	}
+	close(stop)
+	<-oldDone
+	mu.Lock()
+	defer mu.Unlock()
+	// Whatever the old connection did not get must come on the new one.
+	for len(got.missing(total)) > 0 {
+		p, err := c.RecvWithin(clustertest.Timeout)
+		if err != nil {
+			t.Fatalf("acknowledged messages lost across the takeover: %v (%v)", got.missing(total), err)
+		}
+		pub, ok := p.(*proto.Publish)
+		if !ok {
+			t.Fatalf("got %s", nodetest.String(p))
+		}
+		var k int
+		_, _ = fmt.Sscanf(string(pub.Payload), "f%d", &k) // a bad payload counts as 0, never expected
+		got[k]++
+		c.Ack(pub)
+	}
+}
