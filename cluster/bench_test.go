@@ -108,8 +108,27 @@ func BenchmarkThroughput(b *testing.B) {
 	}
 }
 
+// benchRuns numbers the runs of a sub-benchmark (-count reruns it on the same
+// cluster), so each has its own topic, clients and route.
+var benchRuns atomic.Int64
+
+// benchThrottle waits while the publisher is window or more ahead of done, and
+// fails the benchmark if done makes no progress for benchStall (messages lost).
+func benchThrottle(b *testing.B, sent int64, done *atomic.Int64, window int64) {
+	last, progress := done.Load(), time.Now()
+	for sent-last >= window {
+		if time.Since(progress) > benchStall {
+			b.Fatalf("no progress for %v: %d sent, %d done", benchStall, sent, last)
+		}
+		time.Sleep(20 * time.Microsecond)
+		if now := done.Load(); now != last {
+			last, progress = now, time.Now()
+		}
+	}
+}
+
 func benchThroughput(b *testing.B, nodes []*clustertest.Node, qos byte, cross bool) {
-	topic := fmt.Sprintf("bench/%d/%v", qos, cross)
+	topic := fmt.Sprintf("bench/%d/%v/%d", qos, cross, benchRuns.Add(1))
 	subNode := nodes[0]
 	if cross {
 		subNode = nodes[1]
@@ -140,8 +159,9 @@ func benchThroughput(b *testing.B, nodes []*clustertest.Node, qos byte, cross bo
 
 	b.ReportAllocs()
 	for b.Loop() {
-		for sent-delivered.Load() >= benchWindow || qos > 0 && sent-acked.Load() >= benchWindow {
-			time.Sleep(20 * time.Microsecond)
+		benchThrottle(b, sent, &delivered, benchWindow)
+		if qos > 0 {
+			benchThrottle(b, sent, &acked, benchWindow)
 		}
 		if qos > 0 {
 			if id++; id == 0 {
@@ -199,8 +219,10 @@ func BenchmarkRouteChanges(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		// At most 10 000 filters ahead of n1's replica: enough to fill batches.
-		for sent-table.Len() >= 10000 {
-			time.Sleep(50 * time.Microsecond)
+		for stalled := time.Now(); sent-table.Len() >= 10000; time.Sleep(50 * time.Microsecond) {
+			if time.Since(stalled) > clustertest.Timeout {
+				b.Fatalf("routes stopped committing: %d subscribed, %d in n1's table", sent, table.Len())
+			}
 		}
 		s := &proto.Subscribe{PacketID: uint16(sent%65000 + 1), Subscriptions: []proto.Subscription{{Filter: fmt.Sprintf("rc/%d/+", sent), QoS: 1}}}
 		var err error

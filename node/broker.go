@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -42,6 +43,9 @@ type Broker struct {
 	closing   bool
 
 	wg sync.WaitGroup // connection and accept goroutines
+
+	// lastStamp is the newest retained-write stamp issued or seen (see stamp).
+	lastStamp atomic.Int64
 
 	routeMu sync.Mutex // guards routeRefs; taken after mu
 	// routeRefs counts local subscribers per (filter, group), to announce the first

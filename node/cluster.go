@@ -78,7 +78,35 @@ func (b *Broker) DeliverRemote(m *session.Message, shared []string) uint64 {
 // StoreRetained stores a retained message replicated from another node (or clears
 // the topic for an empty payload) without delivering it; the later Stamp wins.
 func (b *Broker) StoreRetained(m *session.Message) (uint64, error) {
-	return b.retained.Set(m)
+	b.observeStamp(m.Stamp)
+	t, err := b.retained.Set(m)
+	if session.IsOlder(err) {
+		return 0, nil // a newer message is stored: nothing to do
+	}
+	return t, err
+}
+
+// stamp returns a timestamp for a retained write: the wall clock in nanoseconds,
+// but always above every stamp this node issued or saw, so that on one node later
+// writes win even if the clock steps back (a hybrid logical clock, simplified).
+func (b *Broker) stamp() int64 {
+	for {
+		last := b.lastStamp.Load()
+		next := max(b.now().UnixNano(), last+1)
+		if b.lastStamp.CompareAndSwap(last, next) {
+			return next
+		}
+	}
+}
+
+// observeStamp moves the clock past a stamp seen from another node.
+func (b *Broker) observeStamp(s int64) {
+	for {
+		last := b.lastStamp.Load()
+		if s <= last || b.lastStamp.CompareAndSwap(last, s) {
+			return
+		}
+	}
 }
 
 // EachRetained calls fn for every retained message, for a node catching up.

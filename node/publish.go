@@ -148,8 +148,11 @@ type publication struct {
 func (b *Broker) publish(m *session.Message) publication {
 	var p publication
 	if m.Retain {
+		if b.cfg.Cluster != nil && m.Stamp == 0 {
+			m.Stamp = b.stamp()
+		}
 		t, err := b.retained.Set(m)
-		if err != nil {
+		if err != nil && !session.IsOlder(err) {
 			b.log.Error("store retained message", "topic", m.Topic, "err", err)
 		}
 		p.ticket = t

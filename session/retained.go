@@ -1,6 +1,7 @@
 package session
 
 import (
+	"errors"
 	"sync"
 	"time"
 
@@ -46,12 +47,26 @@ func (r *MemoryRetained) Set(m *Message) (uint64, error) {
 		}
 		return 0, nil
 	}
-	if _, ok := r.msgs[m.Topic]; !ok {
+	old, ok := r.msgs[m.Topic]
+	if ok && m.Stamp != 0 && old.Stamp > m.Stamp {
+		// Last writer wins across a cluster: an older write arriving late (from a
+		// slower node, or a catch-up) does not replace a newer message.
+		return 0, errOlder
+	}
+	if !ok {
 		r.topics.Add(m.Topic, m.Topic, struct{}{})
 	}
 	r.msgs[m.Topic] = m
 	return 0, nil
 }
+
+// errOlder reports a retained write that lost to a newer one; Set's callers treat it
+// as done (PersistentRetained skips the disk).
+var errOlder = errors.New("session: older retained message ignored")
+
+// IsOlder reports whether err is a retained write ignored because the stored message
+// is newer.
+func IsOlder(err error) bool { return errors.Is(err, errOlder) }
 
 // PersistentRetained is a RetainedStore served from memory and written through to a
 // Store, so retained messages survive restarts. Build it with OpenRetained.
@@ -73,6 +88,9 @@ func OpenRetained(store *Store, now time.Time) (*PersistentRetained, error) {
 // Set implements RetainedStore: memory first, then the write-through.
 func (r *PersistentRetained) Set(m *Message) (uint64, error) {
 	if _, err := r.MemoryRetained.Set(m); err != nil {
+		if IsOlder(err) {
+			return 0, nil // nothing changed, nothing to write
+		}
 		return 0, err
 	}
 	if len(m.Payload) == 0 {

@@ -185,3 +185,34 @@ func TestMemoryRetainedConcurrent(t *testing.T) {
 		t.Fatalf("Match(+/+) found %d, want %d", len(got), writers*topics/2)
 	}
 }
+
+// TestRetainedLastWriterWins: across a cluster, a retained write with an older stamp
+// (arriving late from another node) does not replace a newer one; unstamped writes
+// (a standalone node) always replace.
+func TestRetainedLastWriterWins(t *testing.T) {
+	r := session.NewMemoryRetained()
+	set := func(payload string, stamp int64) error {
+		_, err := r.Set(&session.Message{Topic: "t", Payload: []byte(payload), Retain: true, Stamp: stamp})
+		return err
+	}
+	get := func() string {
+		var got string
+		_ = r.Match("t", func(m *session.Message) bool { got = string(m.Payload); return true })
+		return got
+	}
+	if err := set("new", 20); err != nil {
+		t.Fatal(err)
+	}
+	if err := set("old", 10); !session.IsOlder(err) {
+		t.Fatalf("older write: err %v, want IsOlder", err)
+	}
+	if got := get(); got != "new" {
+		t.Fatalf("after an older write: %q, want new", got)
+	}
+	if err := set("newer", 30); err != nil || get() != "newer" {
+		t.Fatalf("newer write: err %v, stored %q", err, get())
+	}
+	if err := set("unstamped", 0); err != nil || get() != "unstamped" {
+		t.Fatalf("unstamped write: err %v, stored %q", err, get())
+	}
+}
