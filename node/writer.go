@@ -36,6 +36,9 @@ type writer struct {
 	// aliases are the topic aliases this broker defined towards a 5.0 client that
 	// accepts them (Topic Alias Maximum in CONNECT).
 	aliases map[string]uint16
+	// pub is the PUBLISH being encoded, reused so that encoding a delivery does not
+	// allocate.
+	pub proto.Publish
 }
 
 // outItem is one queued packet: a session delivery (PUBLISH or PUBREL), an
@@ -298,7 +301,7 @@ func (w *writer) appendPublish(dst []byte, o *session.Outgoing, now time.Time) (
 			slot = 1
 		}
 		enc, err := m.SharedEncoding(slot, func() ([]byte, error) {
-			return c.buildPublish(o, now).Append(nil, c.version)
+			return w.buildPublish(o, now).Append(nil, c.version)
 		})
 		if err != nil {
 			return dst, false, err
@@ -308,7 +311,7 @@ func (w *writer) appendPublish(dst []byte, o *session.Outgoing, now time.Time) (
 		}
 		return append(dst, enc...), false, nil
 	}
-	p := c.buildPublish(o, now)
+	p := w.buildPublish(o, now)
 	if c.clientAliasMax == 0 {
 		dst, err = p.Append(dst, c.version)
 		if err == nil && !fits(dst) {
@@ -347,10 +350,13 @@ func (w *writer) appendPublish(dst []byte, o *session.Outgoing, now time.Time) (
 	return dst, false, nil
 }
 
-func (c *conn) buildPublish(o *session.Outgoing, now time.Time) *proto.Publish {
+// buildPublish fills the writer's reusable PUBLISH for a delivery; the result is
+// valid until the next call.
+func (w *writer) buildPublish(o *session.Outgoing, now time.Time) *proto.Publish {
 	m := o.Msg
-	p := &proto.Publish{Topic: m.Topic, Payload: m.Payload, QoS: o.QoS, Retain: o.Retain, Dup: o.Dup, PacketID: o.PacketID}
-	if c.version == proto.V5 {
+	p := &w.pub
+	*p = proto.Publish{Topic: m.Topic, Payload: m.Payload, QoS: o.QoS, Retain: o.Retain, Dup: o.Dup, PacketID: o.PacketID}
+	if w.c.version == proto.V5 {
 		p.Props = m.Props
 		if sec, ok := m.RemainingExpiry(now); ok {
 			// [MQTT-3.3.2-6] the expiry interval sent is what is left of it.
