@@ -366,15 +366,8 @@ func ctlClientsCmd(o *ctlOptions) *cobra.Command {
 		f.StringVar(&nodeName, "node", "", "only clients on this node")
 		f.StringVar(&connected, "connected", "", "only connected (true) or offline (false) sessions")
 	}
-	cmd := &cobra.Command{
-		Use:   "clients",
-		Short: "List, show and disconnect clients (default: list)",
-		Args:  cobra.NoArgs,
-		RunE:  list,
-	}
-	listFlags(cmd)
-	listCmd := &cobra.Command{Use: "list", Short: "List the clients and their sessions", Args: cobra.NoArgs, RunE: list}
-	listFlags(listCmd)
+	cmd, listCmd := ctlListGroup("clients", "List, show and disconnect clients (default: list)",
+		"List the clients and their sessions", list, listFlags)
 	show := &cobra.Command{
 		Use:   "show CLIENT_ID",
 		Short: "Show one client with its subscriptions",
@@ -596,15 +589,8 @@ func ctlRetainedCmd(o *ctlOptions) *cobra.Command {
 		pf.add(cmd)
 		cmd.Flags().StringVar(&filter, "topic", "#", "topic filter the retained messages must match")
 	}
-	cmd := &cobra.Command{
-		Use:   "retained",
-		Short: "List, show and delete retained messages (default: list)",
-		Args:  cobra.NoArgs,
-		RunE:  list,
-	}
-	listFlags(cmd)
-	listCmd := &cobra.Command{Use: "list", Short: "List the retained messages", Args: cobra.NoArgs, RunE: list}
-	listFlags(listCmd)
+	cmd, listCmd := ctlListGroup("retained", "List, show and delete retained messages (default: list)",
+		"List the retained messages", list, listFlags)
 	show := &cobra.Command{
 		Use:   "show TOPIC",
 		Short: "Show the retained message of a topic",
@@ -707,4 +693,14 @@ func ctlPublishCmd(o *ctlOptions) *cobra.Command {
 	f.BoolVarP(&req.Retain, "retain", "r", false, "retain the message")
 	_ = cmd.MarkFlagRequired("topic") // the flag exists
 	return cmd
+}
+
+// ctlListGroup builds a command group whose default action is list, and its "list"
+// subcommand; both take the listing flags.
+func ctlListGroup(use, short, listShort string, list func(*cobra.Command, []string) error, flags func(*cobra.Command)) (group, listCmd *cobra.Command) {
+	group = &cobra.Command{Use: use, Short: short, Args: cobra.NoArgs, RunE: list}
+	flags(group)
+	listCmd = &cobra.Command{Use: "list", Short: listShort, Args: cobra.NoArgs, RunE: list}
+	flags(listCmd)
+	return group, listCmd
 }
