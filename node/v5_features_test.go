@@ -7,6 +7,7 @@ package node_test
 import (
 	"context"
 	"errors"
+	"maps"
 	"net"
 	"slices"
 	"strconv"
@@ -490,12 +491,23 @@ func TestV5MixedVersions(t *testing.T) {
 	pub311.publish(t, &proto.Publish{Topic: "mix/b", QoS: 1, Retain: true, Payload: []byte("old")})
 
 	payload := `{"k":"ü"}`
+	// The project client hands a QoS 2 message over when its PUBREL arrives, a QoS 1
+	// one at once: the QoS 1 "mix/b" may overtake the QoS 2 ones on its side, so its
+	// messages are compared by content, not by order.
+	own311Got := map[string]*proto.Publish{}
+	for range 3 {
+		o := own311.next(t)
+		own311Got[o.Topic+" "+string(o.Payload)] = o
+	}
 	for i, w := range []struct{ topic, payload string }{{"mix/a", payload}, {"mix/a", "aliased"}, {"mix/b", "old"}} {
 		r := raw311.ExpectPublish(w.topic, w.payload) // a 3.1.1 decode: no properties could be there
 		if want := byte(1); r.QoS != want || r.Retain {
 			t.Errorf("3.1.1 raw %d: QoS %d retain %v, want QoS 1 (its subscription) and no retain", i, r.QoS, r.Retain)
 		}
-		o := own311.expect(t, w.topic, w.payload)
+		o := own311Got[w.topic+" "+w.payload]
+		if o == nil {
+			t.Fatalf("3.1.1 project client did not get %q %q (got %v)", w.topic, w.payload, slices.Collect(maps.Keys(own311Got)))
+		}
 		if want := min(byte(2), []byte{2, 2, 1}[i]); o.QoS != want || !o.Props.Empty() {
 			t.Errorf("3.1.1 project client %d: QoS %d props %+v, want QoS %d and none", i, o.QoS, o.Props, want)
 		}

@@ -153,10 +153,13 @@ func template(t *testing.T, valuesFile string, set ...string) ([]byte, error) {
 	for _, s := range set {
 		args = append(args, "--set", s)
 	}
+	// Find (and on first use build) helm before the clock starts: the build may
+	// take minutes on a cold module cache, and must not eat the template's time.
+	bin := helm(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	var stdout, stderr bytes.Buffer
-	cmd := exec.CommandContext(ctx, helm(t), args...)
+	cmd := exec.CommandContext(ctx, bin, args...)
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	if err := cmd.Run(); err != nil {
 		return nil, fmt.Errorf("helm %s: %w\n%s", strings.Join(args, " "), err, stderr.String())
