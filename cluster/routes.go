@@ -20,8 +20,15 @@ import (
 type routeBatcher struct {
 	c *Cluster
 
-	mu      sync.Mutex // guards pending, mine, entries, changes, checked
+	mu      sync.Mutex // guards pending, trimmed, sending, last, mine, entries, changes, checked
 	pending []route.Change
+	// trimmed counts the changes removed from the front of pending so far, so that
+	// trimmed+i is a change's position for good; sending is how many changes at the
+	// front of pending are being proposed now, which must not change under it.
+	trimmed, sending int
+	// last is the position of the newest pending change of each (filter, group), so
+	// a change that undoes it cancels it instead of following it (see add).
+	last map[mineKey]int
 	// mine is this node's routes as the node announced them: what the table must
 	// hold for this node once everything pending is committed.
 	mine map[mineKey]bool
@@ -41,16 +48,32 @@ const fullCheckEvery = 30
 type mineKey struct{ filter, group string }
 
 func newRouteBatcher(c *Cluster) *routeBatcher {
-	return &routeBatcher{c: c, wake: make(chan struct{}, 1), mine: map[mineKey]bool{}}
+	return &routeBatcher{c: c, wake: make(chan struct{}, 1), mine: map[mineKey]bool{}, last: map[mineKey]int{}}
 }
 
+// opCancelled marks a pending change that a later one undid; batches skip it.
+const opCancelled route.Op = 0
+
+// add queues one of this node's route changes. A change that undoes the newest
+// pending change of the same (filter, group), not yet being proposed, cancels it:
+// a client that unsubscribes and subscribes again (or disconnects and reconnects
+// with a clean session) before the removal is committed keeps its route in the
+// table throughout, rather than leaving a moment with none between two entries.
 func (b *routeBatcher) add(ch route.Change) {
 	b.mu.Lock()
-	if k := (mineKey{ch.Filter, ch.Key.Group}); ch.Op == route.OpAdd {
+	k := mineKey{ch.Filter, ch.Key.Group}
+	if ch.Op == route.OpAdd {
 		b.mine[k] = true
 	} else {
 		delete(b.mine, k)
 	}
+	if pos, ok := b.last[k]; ok && pos-b.trimmed >= b.sending && b.pending[pos-b.trimmed].Op != ch.Op {
+		b.pending[pos-b.trimmed].Op = opCancelled
+		delete(b.last, k)
+		b.mu.Unlock()
+		return
+	}
+	b.last[k] = b.trimmed + len(b.pending)
 	b.pending = append(b.pending, ch)
 	full := len(b.pending) >= b.c.cfg.RouteBatchSize
 	b.mu.Unlock()
@@ -90,25 +113,31 @@ func (b *routeBatcher) run(stop <-chan struct{}) {
 		}
 		for {
 			b.mu.Lock()
-			n := min(len(b.pending), b.c.cfg.RouteBatchSize)
-			batch := append([]route.Change(nil), b.pending[:n]...)
+			batch, n := b.takeBatchLocked()
 			b.mu.Unlock()
 			if n == 0 {
 				break
 			}
-			if err := b.c.propose(batch); err != nil {
-				b.c.log.Debug("route changes not committed yet, retrying", "changes", n, "err", err)
-				if !b.c.sleep(backoff) {
-					return
+			if len(batch) > 0 {
+				if err := b.c.propose(batch); err != nil {
+					b.c.log.Debug("route changes not committed yet, retrying", "changes", n, "err", err)
+					b.mu.Lock()
+					b.sending = 0
+					b.mu.Unlock()
+					if !b.c.sleep(backoff) {
+						return
+					}
+					backoff = min(2*backoff, 2*time.Second)
+					continue
 				}
-				backoff = min(2*backoff, 2*time.Second)
-				continue
 			}
 			backoff = 50 * time.Millisecond
 			b.mu.Lock()
-			b.pending = append(b.pending[:0], b.pending[n:]...)
-			b.entries++
-			b.changes += uint64(n)
+			b.trimLocked(n)
+			if len(batch) > 0 {
+				b.entries++
+				b.changes += uint64(len(batch))
+			}
 			b.mu.Unlock()
 		}
 	}
@@ -160,6 +189,34 @@ func (b *routeBatcher) repair() bool {
 		"stale_routes", removes, "missing_routes", len(fix)-removes)
 	b.pending = append(b.pending, fix...)
 	return true
+}
+
+// takeBatchLocked marks the next batch as being proposed and returns its changes,
+// cancelled ones left out, and how many pending changes it covers. b.mu is held.
+func (b *routeBatcher) takeBatchLocked() ([]route.Change, int) {
+	n := min(len(b.pending), b.c.cfg.RouteBatchSize)
+	batch := make([]route.Change, 0, n)
+	for _, ch := range b.pending[:n] {
+		if ch.Op != opCancelled {
+			batch = append(batch, ch)
+		}
+	}
+	b.sending = n
+	return batch, n
+}
+
+// trimLocked drops the first n pending changes, which are committed (or were
+// cancelled). b.mu is held.
+func (b *routeBatcher) trimLocked(n int) {
+	for _, ch := range b.pending[:n] {
+		k := mineKey{ch.Filter, ch.Key.Group}
+		if pos, ok := b.last[k]; ok && pos < b.trimmed+n {
+			delete(b.last, k)
+		}
+	}
+	b.pending = append(b.pending[:0], b.pending[n:]...)
+	b.trimmed += n
+	b.sending = 0
 }
 
 // Pending returns the number of route changes not committed yet.
