@@ -40,8 +40,15 @@ type Local interface {
 	EachRetained(fn func(*session.Message) bool) error
 	// WaitDurable waits for a store ticket.
 	WaitDurable(ctx context.Context, ticket uint64) error
-	// ReleaseClient closes the client's connection here and hands its session over.
-	ReleaseClient(ctx context.Context, clientID string) (state []byte, found bool, err error)
+	// ReleaseClient closes the client's connection here because it connected to
+	// node to, and hands its session over when resume is set (discards it
+	// otherwise).
+	ReleaseClient(ctx context.Context, clientID, to string, resume bool) (state []byte, found bool, err error)
+	// DeliverRelayed delivers a message relayed after a session that moved here,
+	// to that session, and returns the store ticket to wait for.
+	DeliverRelayed(ctx context.Context, clientID string, d session.Delivery) uint64
+	// HandoverEnded says the node the session moved from relays no more.
+	HandoverEnded(clientID string)
 }
 
 // Cluster is this node's membership in the cluster. Create it with New, connect it

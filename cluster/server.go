@@ -56,6 +56,14 @@ func (s *server) Forward(stream peerpb.Peer_ForwardServer) error {
 		if !c.applied.seen(b.From, b.Id) {
 			var ticket uint64
 			for _, d := range b.Deliveries {
+				if r := d.Relay; r != nil {
+					t, err := c.receiveRelay(stream.Context(), r, d.Message)
+					if err != nil {
+						ack.Error = err.Error()
+					}
+					ticket = max(ticket, t)
+					continue
+				}
 				m, err := session.UnmarshalMessage(d.Message)
 				if err != nil {
 					ack.Error = "corrupt message: " + err.Error()
@@ -113,7 +121,7 @@ func (s *server) ProposeRoutes(ctx context.Context, req *peerpb.RouteChanges) (*
 
 // TakeOver closes the client's connection here and hands its session over.
 func (s *server) TakeOver(ctx context.Context, req *peerpb.TakeOverRequest) (*peerpb.TakeOverResponse, error) {
-	state, found, err := s.c.local.ReleaseClient(ctx, req.ClientId)
+	state, found, err := s.c.local.ReleaseClient(ctx, req.ClientId, req.Requester, req.Resume)
 	if err != nil {
 		return nil, err
 	}

@@ -9,8 +9,8 @@ import (
 )
 
 // TakeOver implements node.Cluster: every other live node closes clientID's
-// connection and hands over the session it held.
-func (c *Cluster) TakeOver(ctx context.Context, clientID string) ([]byte, error) {
+// connection and hands over the session it held (resume) or discards it.
+func (c *Cluster) TakeOver(ctx context.Context, clientID string, resume bool) ([]byte, error) {
 	others := c.members.aliveOthers()
 	if len(others) == 0 {
 		return nil, nil
@@ -27,7 +27,7 @@ func (c *Cluster) TakeOver(ctx context.Context, clientID string) ([]byte, error)
 				results <- result{err: err}
 				return
 			}
-			res, err := p.client.TakeOver(ctx, &peerpb.TakeOverRequest{ClientId: clientID, Requester: c.name})
+			res, err := p.client.TakeOver(ctx, &peerpb.TakeOverRequest{ClientId: clientID, Requester: c.name, Resume: resume})
 			if err != nil {
 				results <- result{err: fmt.Errorf("take over %q from %s: %w", clientID, n, err)}
 				return

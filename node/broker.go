@@ -41,11 +41,19 @@ type Broker struct {
 	conns     map[*conn]struct{}
 	listeners map[net.Listener]struct{}
 	closing   bool
+	// importing has a channel, closed when done, for each client id whose session
+	// another node is handing over now (see DeliverRelayed).
+	importing map[string]chan struct{}
+	// handoffs are the sessions handed over to other nodes, still relaying.
+	handoffs map[string]*handoff
 
 	wg sync.WaitGroup // connection and accept goroutines
 
 	// lastStamp is the newest retained-write stamp issued or seen (see stamp).
 	lastStamp atomic.Int64
+	// msgOrigin and msgSeq make the cluster-wide ids of messages published here.
+	msgOrigin uint64
+	msgSeq    atomic.Uint64
 
 	routeMu sync.Mutex // guards routeRefs; taken after mu
 	// routeRefs counts local subscribers per (filter, group), to announce the first
@@ -104,6 +112,9 @@ func New(cfg Config) (*Broker, error) {
 		listeners:   make(map[net.Listener]struct{}),
 		sysRetained: session.NewMemoryRetained(),
 		routeRefs:   make(map[routeRef]int),
+		importing:   make(map[string]chan struct{}),
+		handoffs:    make(map[string]*handoff),
+		msgOrigin:   newMessageOrigin(),
 	}
 	// Every session counts its drops in the broker's Stats; sessions are created
 	// with b.cfg.Session.
@@ -212,6 +223,9 @@ func (b *Broker) Shutdown(ctx context.Context) error {
 	}
 	for _, r := range b.sessions {
 		r.stopTimers()
+	}
+	for id := range b.handoffs {
+		b.cancelHandoffLocked(id)
 	}
 	b.mu.Unlock()
 	if b.sys != nil && !alreadyClosing {

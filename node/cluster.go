@@ -2,7 +2,6 @@ package node
 
 import (
 	"context"
-	"fmt"
 
 	"github.com/skein-mq/skein/session"
 )
@@ -22,9 +21,17 @@ type Cluster interface {
 	// nodes it went to, and, when needAck is set and any node was sent m, a channel
 	// that yields nil once every destination has accepted it (or an error).
 	Forward(m *session.Message, needAck bool) (notLocal map[string]bool, nodes int, done <-chan error)
-	// TakeOver closes clientID's connection on every other node and returns the
-	// exported session one of them held, or nil.
-	TakeOver(ctx context.Context, clientID string) ([]byte, error)
+	// TakeOver closes clientID's connection on every other node and, when resume is
+	// set, returns the exported session one of them held (nil if none); a session
+	// held elsewhere is discarded when resume is not set.
+	TakeOver(ctx context.Context, clientID string, resume bool) ([]byte, error)
+	// Relay sends node to a delivery for clientID's session, which moved there from
+	// this node; d nil says no more relays follow. The channel (nil for d nil)
+	// yields once node to accepted the delivery, or an error.
+	Relay(to, clientID string, d *session.Delivery) <-chan error
+	// HasRoute reports whether this node's replica of the route table has node's
+	// route for (filter, group).
+	HasRoute(node, filter, group string) bool
 }
 
 // routeRef is one (filter, group) this node has subscribers for.
@@ -120,41 +127,6 @@ func (b *Broker) WaitDurable(ctx context.Context, t uint64) error {
 		return nil
 	}
 	return b.cfg.Store.Wait(ctx, t)
-}
-
-// ReleaseClient gives up clientID because it connected to another node: its
-// connection here is closed (5.0: DISCONNECT 0x8E) and its session, if persistent,
-// exported and removed. found reports whether this node had the client at all.
-func (b *Broker) ReleaseClient(ctx context.Context, clientID string) (state []byte, found bool, err error) {
-	b.mu.Lock()
-	c := b.clients[clientID]
-	b.mu.Unlock()
-	if c != nil {
-		c.log.Info("client id taken over by another node")
-		c.kick(closeTakenOver)
-		select {
-		case <-c.done:
-		case <-ctx.Done():
-			return nil, true, fmt.Errorf("release %q: %w", clientID, ctx.Err())
-		}
-	}
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	rec := b.sessions[clientID]
-	if rec == nil {
-		return nil, c != nil, nil
-	}
-	if rec.s.Online() {
-		// A local client connected meanwhile: it keeps the session.
-		return nil, true, nil
-	}
-	if rec.s.Expiry() != 0 {
-		if state, err = rec.s.Export(); err != nil {
-			return nil, true, err
-		}
-	}
-	b.discardSessionLocked(rec)
-	return state, true, nil
 }
 
 // importSession builds the session another node handed over and indexes its

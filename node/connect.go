@@ -182,11 +182,23 @@ var errShuttingDown = errors.New("node: broker shutting down")
 func (b *Broker) register(c *conn, cleanStart bool) (present bool, err error) {
 	id := c.clientID
 	var remote []byte
+	var importDone chan struct{}
 	if cl := b.cfg.Cluster; cl != nil {
+		// Relays for the session that arrive before it is imported wait for it.
+		importDone = make(chan struct{})
+		b.mu.Lock()
+		b.importing[id] = importDone
+		b.cancelHandoffLocked(id) // it left this node earlier and comes back now
+		b.mu.Unlock()
+		defer func() {
+			b.mu.Lock()
+			b.endImportLocked(id, importDone)
+			b.mu.Unlock()
+		}()
 		// A client id is live on at most one node: close it elsewhere, and bring its
 		// session here [MQTT-3.1.4-3] across the cluster.
 		ctx, cancel := context.WithTimeout(context.Background(), b.cfg.ConnectTimeout)
-		remote, err = cl.TakeOver(ctx, id)
+		remote, err = cl.TakeOver(ctx, id, !cleanStart)
 		cancel()
 		if err != nil {
 			// Best effort: a peer that cannot be reached cannot hold a live
@@ -232,6 +244,9 @@ func (b *Broker) register(c *conn, cleanStart bool) (present bool, err error) {
 			c.log.Error("import the session handed over by another node", "err", err)
 		} else {
 			rec = imported
+			// Until the old node is done relaying, a message may come both ways.
+			rec.s.WatchDuplicates(0)
+			time.AfterFunc(handoverMax+duplicateLinger, rec.s.StopWatchingDuplicates)
 		}
 	}
 	if rec == nil {
@@ -252,6 +267,7 @@ func (b *Broker) register(c *conn, cleanStart bool) (present bool, err error) {
 	}
 	c.sess = rec.s
 	rec.s.SetIdentity(c.username, c.anonymous)
+	b.endImportLocked(id, importDone) // relays waiting for the import go on now
 	if endedWill != nil {
 		go b.publish(endedWill.message(b.now()))
 	}

@@ -159,6 +159,9 @@ func (b *Broker) publish(m *session.Message) publication {
 	}
 	var serve func(string) bool
 	if cl := b.cfg.Cluster; cl != nil {
+		if m.ID.IsZero() {
+			m.ID = b.messageID()
+		}
 		notLocal, nodes, done := cl.Forward(m, m.QoS > 0)
 		p.reached, p.fwd = nodes, done
 		if len(notLocal) > 0 {

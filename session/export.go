@@ -29,6 +29,11 @@ const exportV1 = 1
 func (s *Session) Export() ([]byte, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	return s.exportLocked()
+}
+
+// exportLocked is Export with s.mu held.
+func (s *Session) exportLocked() ([]byte, error) {
 	w := &recordWriter{}
 	w.u8(exportV1)
 	w.u32(s.expiry)

@@ -29,11 +29,22 @@ type Message struct {
 	// Stamp orders writes of retained messages to one topic across a cluster (a
 	// hybrid logical clock); the later stamp wins. 0 on a standalone node.
 	Stamp int64
+	// ID identifies the message across a cluster, so that a node receiving it twice
+	// while a session moves between nodes delivers it once (see
+	// Session.WatchDuplicates). Zero on a standalone node.
+	ID MessageID
 
 	// shared memoizes the QoS 0 encoding (retain flag clear) per version slot, so
 	// fan-out encodes once for all subscribers that receive identical bytes.
 	shared [2]atomic.Pointer[[]byte]
 }
+
+// MessageID names a message cluster-wide: a random number for the run of the node
+// where it was published, and a sequence number in that run.
+type MessageID struct{ Origin, Seq uint64 }
+
+// IsZero reports whether the id is unset.
+func (id MessageID) IsZero() bool { return id == MessageID{} }
 
 // SharedEncoding returns the memoized encoding in slot (one per family of protocol
 // versions with identical bytes), building it with build on first use. Concurrent

@@ -80,7 +80,10 @@ func encodeMessage(w *recordWriter, m *Message) error {
 		return fmt.Errorf("encode message on %q: %w", m.Topic, err)
 	}
 	w.bytes(enc)
-	w.u64(uint64(m.Stamp)) // read only when present: records before it end here
+	// Read only when present: records written before these fields end earlier.
+	w.u64(uint64(m.Stamp))
+	w.u64(m.ID.Origin)
+	w.u64(m.ID.Seq)
 	return nil
 }
 
@@ -110,6 +113,9 @@ func decodeMessage(r *recordReader) (*Message, error) {
 	}
 	if len(r.b) >= 8 {
 		m.Stamp = int64(r.u64())
+	}
+	if len(r.b) >= 16 {
+		m.ID = MessageID{Origin: r.u64(), Seq: r.u64()}
 	}
 	return m, nil
 }

@@ -172,6 +172,13 @@ type Session struct {
 	// identity is who the client authenticated as, for the read checks at delivery.
 	identity atomic.Pointer[identity]
 
+	// relay, once set by ExportAndSeal, takes every delivery: the session lives on
+	// another node now.
+	relay func(Delivery)
+	// seen, while not nil, holds the ids of recent deliveries so a message that
+	// arrives twice while the session moves between nodes is delivered once.
+	seen *idWindow
+
 	// store is set while the session is persistent; every change is written through.
 	store *Store
 	// ticket is the newest store write of this session.
@@ -333,7 +340,17 @@ func (s *Session) Deliver(d Delivery, now time.Time) DropReason {
 // publisher's acknowledgement must wait for (0 when nothing was written).
 func (s *Session) DeliverDurable(d Delivery, now time.Time) (DropReason, uint64) {
 	s.mu.Lock()
+	if relay := s.relay; relay != nil {
+		// The session moved to another node (see ExportAndSeal): the delivery goes
+		// after it, outside the lock, since relaying waits for that node.
+		s.mu.Unlock()
+		relay(d)
+		return NotDropped, 0
+	}
 	defer s.mu.Unlock()
+	if s.seen != nil && !d.Msg.ID.IsZero() && !s.seen.add(d.Msg.ID) {
+		return NotDropped, 0 // it reached this session once already, by another node
+	}
 	if d.QoS == 0 {
 		if s.out != nil {
 			if s.out.Push(Outgoing{Msg: d.Msg, Retain: d.Retain, SubIDs: d.SubIDs}) {

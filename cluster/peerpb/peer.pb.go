@@ -40,7 +40,10 @@ type Delivery struct {
 	Retained bool `protobuf:"varint,3,opt,name=retained,proto3" json:"retained,omitempty"`
 	Deliver  bool `protobuf:"varint,4,opt,name=deliver,proto3" json:"deliver,omitempty"`
 	// stamp orders concurrent retained writes to one topic (hybrid logical clock).
-	Stamp         int64 `protobuf:"varint,5,opt,name=stamp,proto3" json:"stamp,omitempty"`
+	Stamp int64 `protobuf:"varint,5,opt,name=stamp,proto3" json:"stamp,omitempty"`
+	// relay, when set, makes this a delivery to one session that moved from the
+	// sending node to the receiving one (see Relay): not routed by topic.
+	Relay         *Relay `protobuf:"bytes,6,opt,name=relay,proto3" json:"relay,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -110,6 +113,102 @@ func (x *Delivery) GetStamp() int64 {
 	return 0
 }
 
+func (x *Delivery) GetRelay() *Relay {
+	if x != nil {
+		return x.Relay
+	}
+	return nil
+}
+
+// Relay is a delivery the node that gave a session up passes on to the node that
+// took it over, until the route table sends such messages there directly.
+type Relay struct {
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	ClientId string                 `protobuf:"bytes,1,opt,name=client_id,json=clientId,proto3" json:"client_id,omitempty"`
+	// qos, retain, sub_ids and shared are the session.Delivery as the sending node
+	// built it from the session's subscriptions.
+	Qos    uint32  `protobuf:"varint,2,opt,name=qos,proto3" json:"qos,omitempty"`
+	Retain bool    `protobuf:"varint,3,opt,name=retain,proto3" json:"retain,omitempty"`
+	SubIds []int64 `protobuf:"varint,4,rep,packed,name=sub_ids,json=subIds,proto3" json:"sub_ids,omitempty"`
+	Shared string  `protobuf:"bytes,5,opt,name=shared,proto3" json:"shared,omitempty"`
+	// end says no more relays follow for this client (message is then empty).
+	End           bool `protobuf:"varint,6,opt,name=end,proto3" json:"end,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Relay) Reset() {
+	*x = Relay{}
+	mi := &file_peer_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Relay) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Relay) ProtoMessage() {}
+
+func (x *Relay) ProtoReflect() protoreflect.Message {
+	mi := &file_peer_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Relay.ProtoReflect.Descriptor instead.
+func (*Relay) Descriptor() ([]byte, []int) {
+	return file_peer_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *Relay) GetClientId() string {
+	if x != nil {
+		return x.ClientId
+	}
+	return ""
+}
+
+func (x *Relay) GetQos() uint32 {
+	if x != nil {
+		return x.Qos
+	}
+	return 0
+}
+
+func (x *Relay) GetRetain() bool {
+	if x != nil {
+		return x.Retain
+	}
+	return false
+}
+
+func (x *Relay) GetSubIds() []int64 {
+	if x != nil {
+		return x.SubIds
+	}
+	return nil
+}
+
+func (x *Relay) GetShared() string {
+	if x != nil {
+		return x.Shared
+	}
+	return ""
+}
+
+func (x *Relay) GetEnd() bool {
+	if x != nil {
+		return x.End
+	}
+	return false
+}
+
 type ForwardBatch struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Id            uint64                 `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"`
@@ -121,7 +220,7 @@ type ForwardBatch struct {
 
 func (x *ForwardBatch) Reset() {
 	*x = ForwardBatch{}
-	mi := &file_peer_proto_msgTypes[1]
+	mi := &file_peer_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -133,7 +232,7 @@ func (x *ForwardBatch) String() string {
 func (*ForwardBatch) ProtoMessage() {}
 
 func (x *ForwardBatch) ProtoReflect() protoreflect.Message {
-	mi := &file_peer_proto_msgTypes[1]
+	mi := &file_peer_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -146,7 +245,7 @@ func (x *ForwardBatch) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ForwardBatch.ProtoReflect.Descriptor instead.
 func (*ForwardBatch) Descriptor() ([]byte, []int) {
-	return file_peer_proto_rawDescGZIP(), []int{1}
+	return file_peer_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *ForwardBatch) GetId() uint64 {
@@ -180,7 +279,7 @@ type ForwardAck struct {
 
 func (x *ForwardAck) Reset() {
 	*x = ForwardAck{}
-	mi := &file_peer_proto_msgTypes[2]
+	mi := &file_peer_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -192,7 +291,7 @@ func (x *ForwardAck) String() string {
 func (*ForwardAck) ProtoMessage() {}
 
 func (x *ForwardAck) ProtoReflect() protoreflect.Message {
-	mi := &file_peer_proto_msgTypes[2]
+	mi := &file_peer_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -205,7 +304,7 @@ func (x *ForwardAck) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ForwardAck.ProtoReflect.Descriptor instead.
 func (*ForwardAck) Descriptor() ([]byte, []int) {
-	return file_peer_proto_rawDescGZIP(), []int{2}
+	return file_peer_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *ForwardAck) GetId() uint64 {
@@ -234,7 +333,7 @@ type RouteChange struct {
 
 func (x *RouteChange) Reset() {
 	*x = RouteChange{}
-	mi := &file_peer_proto_msgTypes[3]
+	mi := &file_peer_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -246,7 +345,7 @@ func (x *RouteChange) String() string {
 func (*RouteChange) ProtoMessage() {}
 
 func (x *RouteChange) ProtoReflect() protoreflect.Message {
-	mi := &file_peer_proto_msgTypes[3]
+	mi := &file_peer_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -259,7 +358,7 @@ func (x *RouteChange) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RouteChange.ProtoReflect.Descriptor instead.
 func (*RouteChange) Descriptor() ([]byte, []int) {
-	return file_peer_proto_rawDescGZIP(), []int{3}
+	return file_peer_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *RouteChange) GetOp() uint32 {
@@ -299,7 +398,7 @@ type RouteChanges struct {
 
 func (x *RouteChanges) Reset() {
 	*x = RouteChanges{}
-	mi := &file_peer_proto_msgTypes[4]
+	mi := &file_peer_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -311,7 +410,7 @@ func (x *RouteChanges) String() string {
 func (*RouteChanges) ProtoMessage() {}
 
 func (x *RouteChanges) ProtoReflect() protoreflect.Message {
-	mi := &file_peer_proto_msgTypes[4]
+	mi := &file_peer_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -324,7 +423,7 @@ func (x *RouteChanges) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RouteChanges.ProtoReflect.Descriptor instead.
 func (*RouteChanges) Descriptor() ([]byte, []int) {
-	return file_peer_proto_rawDescGZIP(), []int{4}
+	return file_peer_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *RouteChanges) GetChanges() []*RouteChange {
@@ -345,7 +444,7 @@ type ProposeResult struct {
 
 func (x *ProposeResult) Reset() {
 	*x = ProposeResult{}
-	mi := &file_peer_proto_msgTypes[5]
+	mi := &file_peer_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -357,7 +456,7 @@ func (x *ProposeResult) String() string {
 func (*ProposeResult) ProtoMessage() {}
 
 func (x *ProposeResult) ProtoReflect() protoreflect.Message {
-	mi := &file_peer_proto_msgTypes[5]
+	mi := &file_peer_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -370,7 +469,7 @@ func (x *ProposeResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ProposeResult.ProtoReflect.Descriptor instead.
 func (*ProposeResult) Descriptor() ([]byte, []int) {
-	return file_peer_proto_rawDescGZIP(), []int{5}
+	return file_peer_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *ProposeResult) GetLeader() string {
@@ -388,16 +487,19 @@ func (x *ProposeResult) GetError() string {
 }
 
 type TakeOverRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	ClientId      string                 `protobuf:"bytes,1,opt,name=client_id,json=clientId,proto3" json:"client_id,omitempty"`
-	Requester     string                 `protobuf:"bytes,2,opt,name=requester,proto3" json:"requester,omitempty"`
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	ClientId  string                 `protobuf:"bytes,1,opt,name=client_id,json=clientId,proto3" json:"client_id,omitempty"`
+	Requester string                 `protobuf:"bytes,2,opt,name=requester,proto3" json:"requester,omitempty"`
+	// resume: the client asked to resume its session (clean start 0), so a
+	// persistent session is handed over; otherwise it is discarded.
+	Resume        bool `protobuf:"varint,3,opt,name=resume,proto3" json:"resume,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *TakeOverRequest) Reset() {
 	*x = TakeOverRequest{}
-	mi := &file_peer_proto_msgTypes[6]
+	mi := &file_peer_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -409,7 +511,7 @@ func (x *TakeOverRequest) String() string {
 func (*TakeOverRequest) ProtoMessage() {}
 
 func (x *TakeOverRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_peer_proto_msgTypes[6]
+	mi := &file_peer_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -422,7 +524,7 @@ func (x *TakeOverRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TakeOverRequest.ProtoReflect.Descriptor instead.
 func (*TakeOverRequest) Descriptor() ([]byte, []int) {
-	return file_peer_proto_rawDescGZIP(), []int{6}
+	return file_peer_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *TakeOverRequest) GetClientId() string {
@@ -439,6 +541,13 @@ func (x *TakeOverRequest) GetRequester() string {
 	return ""
 }
 
+func (x *TakeOverRequest) GetResume() bool {
+	if x != nil {
+		return x.Resume
+	}
+	return false
+}
+
 type TakeOverResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	Found bool                   `protobuf:"varint,1,opt,name=found,proto3" json:"found,omitempty"`
@@ -451,7 +560,7 @@ type TakeOverResponse struct {
 
 func (x *TakeOverResponse) Reset() {
 	*x = TakeOverResponse{}
-	mi := &file_peer_proto_msgTypes[7]
+	mi := &file_peer_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -463,7 +572,7 @@ func (x *TakeOverResponse) String() string {
 func (*TakeOverResponse) ProtoMessage() {}
 
 func (x *TakeOverResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_peer_proto_msgTypes[7]
+	mi := &file_peer_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -476,7 +585,7 @@ func (x *TakeOverResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TakeOverResponse.ProtoReflect.Descriptor instead.
 func (*TakeOverResponse) Descriptor() ([]byte, []int) {
-	return file_peer_proto_rawDescGZIP(), []int{7}
+	return file_peer_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *TakeOverResponse) GetFound() bool {
@@ -501,7 +610,7 @@ type RetainedRequest struct {
 
 func (x *RetainedRequest) Reset() {
 	*x = RetainedRequest{}
-	mi := &file_peer_proto_msgTypes[8]
+	mi := &file_peer_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -513,7 +622,7 @@ func (x *RetainedRequest) String() string {
 func (*RetainedRequest) ProtoMessage() {}
 
 func (x *RetainedRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_peer_proto_msgTypes[8]
+	mi := &file_peer_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -526,7 +635,7 @@ func (x *RetainedRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RetainedRequest.ProtoReflect.Descriptor instead.
 func (*RetainedRequest) Descriptor() ([]byte, []int) {
-	return file_peer_proto_rawDescGZIP(), []int{8}
+	return file_peer_proto_rawDescGZIP(), []int{9}
 }
 
 type Retained struct {
@@ -539,7 +648,7 @@ type Retained struct {
 
 func (x *Retained) Reset() {
 	*x = Retained{}
-	mi := &file_peer_proto_msgTypes[9]
+	mi := &file_peer_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -551,7 +660,7 @@ func (x *Retained) String() string {
 func (*Retained) ProtoMessage() {}
 
 func (x *Retained) ProtoReflect() protoreflect.Message {
-	mi := &file_peer_proto_msgTypes[9]
+	mi := &file_peer_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -564,7 +673,7 @@ func (x *Retained) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Retained.ProtoReflect.Descriptor instead.
 func (*Retained) Descriptor() ([]byte, []int) {
-	return file_peer_proto_rawDescGZIP(), []int{9}
+	return file_peer_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *Retained) GetMessage() []byte {
@@ -591,7 +700,7 @@ type JoinRequest struct {
 
 func (x *JoinRequest) Reset() {
 	*x = JoinRequest{}
-	mi := &file_peer_proto_msgTypes[10]
+	mi := &file_peer_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -603,7 +712,7 @@ func (x *JoinRequest) String() string {
 func (*JoinRequest) ProtoMessage() {}
 
 func (x *JoinRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_peer_proto_msgTypes[10]
+	mi := &file_peer_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -616,7 +725,7 @@ func (x *JoinRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JoinRequest.ProtoReflect.Descriptor instead.
 func (*JoinRequest) Descriptor() ([]byte, []int) {
-	return file_peer_proto_rawDescGZIP(), []int{10}
+	return file_peer_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *JoinRequest) GetNode() string {
@@ -642,7 +751,7 @@ type JoinResponse struct {
 
 func (x *JoinResponse) Reset() {
 	*x = JoinResponse{}
-	mi := &file_peer_proto_msgTypes[11]
+	mi := &file_peer_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -654,7 +763,7 @@ func (x *JoinResponse) String() string {
 func (*JoinResponse) ProtoMessage() {}
 
 func (x *JoinResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_peer_proto_msgTypes[11]
+	mi := &file_peer_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -667,7 +776,7 @@ func (x *JoinResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JoinResponse.ProtoReflect.Descriptor instead.
 func (*JoinResponse) Descriptor() ([]byte, []int) {
-	return file_peer_proto_rawDescGZIP(), []int{11}
+	return file_peer_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *JoinResponse) GetError() string {
@@ -682,13 +791,21 @@ var File_peer_proto protoreflect.FileDescriptor
 const file_peer_proto_rawDesc = "" +
 	"\n" +
 	"\n" +
-	"peer.proto\x12\rskein.peer.v1\"\x88\x01\n" +
+	"peer.proto\x12\rskein.peer.v1\"\xb4\x01\n" +
 	"\bDelivery\x12\x18\n" +
 	"\amessage\x18\x01 \x01(\fR\amessage\x12\x16\n" +
 	"\x06shared\x18\x02 \x03(\tR\x06shared\x12\x1a\n" +
 	"\bretained\x18\x03 \x01(\bR\bretained\x12\x18\n" +
 	"\adeliver\x18\x04 \x01(\bR\adeliver\x12\x14\n" +
-	"\x05stamp\x18\x05 \x01(\x03R\x05stamp\"k\n" +
+	"\x05stamp\x18\x05 \x01(\x03R\x05stamp\x12*\n" +
+	"\x05relay\x18\x06 \x01(\v2\x14.skein.peer.v1.RelayR\x05relay\"\x91\x01\n" +
+	"\x05Relay\x12\x1b\n" +
+	"\tclient_id\x18\x01 \x01(\tR\bclientId\x12\x10\n" +
+	"\x03qos\x18\x02 \x01(\rR\x03qos\x12\x16\n" +
+	"\x06retain\x18\x03 \x01(\bR\x06retain\x12\x17\n" +
+	"\asub_ids\x18\x04 \x03(\x03R\x06subIds\x12\x16\n" +
+	"\x06shared\x18\x05 \x01(\tR\x06shared\x12\x10\n" +
+	"\x03end\x18\x06 \x01(\bR\x03end\"k\n" +
 	"\fForwardBatch\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x04R\x02id\x12\x12\n" +
 	"\x04from\x18\x02 \x01(\tR\x04from\x127\n" +
@@ -708,10 +825,11 @@ const file_peer_proto_rawDesc = "" +
 	"\achanges\x18\x01 \x03(\v2\x1a.skein.peer.v1.RouteChangeR\achanges\"=\n" +
 	"\rProposeResult\x12\x16\n" +
 	"\x06leader\x18\x01 \x01(\tR\x06leader\x12\x14\n" +
-	"\x05error\x18\x02 \x01(\tR\x05error\"L\n" +
+	"\x05error\x18\x02 \x01(\tR\x05error\"d\n" +
 	"\x0fTakeOverRequest\x12\x1b\n" +
 	"\tclient_id\x18\x01 \x01(\tR\bclientId\x12\x1c\n" +
-	"\trequester\x18\x02 \x01(\tR\trequester\"B\n" +
+	"\trequester\x18\x02 \x01(\tR\trequester\x12\x16\n" +
+	"\x06resume\x18\x03 \x01(\bR\x06resume\"B\n" +
 	"\x10TakeOverResponse\x12\x14\n" +
 	"\x05found\x18\x01 \x01(\bR\x05found\x12\x18\n" +
 	"\asession\x18\x02 \x01(\fR\asession\"\x11\n" +
@@ -743,39 +861,41 @@ func file_peer_proto_rawDescGZIP() []byte {
 	return file_peer_proto_rawDescData
 }
 
-var file_peer_proto_msgTypes = make([]protoimpl.MessageInfo, 12)
+var file_peer_proto_msgTypes = make([]protoimpl.MessageInfo, 13)
 var file_peer_proto_goTypes = []any{
 	(*Delivery)(nil),         // 0: skein.peer.v1.Delivery
-	(*ForwardBatch)(nil),     // 1: skein.peer.v1.ForwardBatch
-	(*ForwardAck)(nil),       // 2: skein.peer.v1.ForwardAck
-	(*RouteChange)(nil),      // 3: skein.peer.v1.RouteChange
-	(*RouteChanges)(nil),     // 4: skein.peer.v1.RouteChanges
-	(*ProposeResult)(nil),    // 5: skein.peer.v1.ProposeResult
-	(*TakeOverRequest)(nil),  // 6: skein.peer.v1.TakeOverRequest
-	(*TakeOverResponse)(nil), // 7: skein.peer.v1.TakeOverResponse
-	(*RetainedRequest)(nil),  // 8: skein.peer.v1.RetainedRequest
-	(*Retained)(nil),         // 9: skein.peer.v1.Retained
-	(*JoinRequest)(nil),      // 10: skein.peer.v1.JoinRequest
-	(*JoinResponse)(nil),     // 11: skein.peer.v1.JoinResponse
+	(*Relay)(nil),            // 1: skein.peer.v1.Relay
+	(*ForwardBatch)(nil),     // 2: skein.peer.v1.ForwardBatch
+	(*ForwardAck)(nil),       // 3: skein.peer.v1.ForwardAck
+	(*RouteChange)(nil),      // 4: skein.peer.v1.RouteChange
+	(*RouteChanges)(nil),     // 5: skein.peer.v1.RouteChanges
+	(*ProposeResult)(nil),    // 6: skein.peer.v1.ProposeResult
+	(*TakeOverRequest)(nil),  // 7: skein.peer.v1.TakeOverRequest
+	(*TakeOverResponse)(nil), // 8: skein.peer.v1.TakeOverResponse
+	(*RetainedRequest)(nil),  // 9: skein.peer.v1.RetainedRequest
+	(*Retained)(nil),         // 10: skein.peer.v1.Retained
+	(*JoinRequest)(nil),      // 11: skein.peer.v1.JoinRequest
+	(*JoinResponse)(nil),     // 12: skein.peer.v1.JoinResponse
 }
 var file_peer_proto_depIdxs = []int32{
-	0,  // 0: skein.peer.v1.ForwardBatch.deliveries:type_name -> skein.peer.v1.Delivery
-	3,  // 1: skein.peer.v1.RouteChanges.changes:type_name -> skein.peer.v1.RouteChange
-	1,  // 2: skein.peer.v1.Peer.Forward:input_type -> skein.peer.v1.ForwardBatch
-	4,  // 3: skein.peer.v1.Peer.ProposeRoutes:input_type -> skein.peer.v1.RouteChanges
-	6,  // 4: skein.peer.v1.Peer.TakeOver:input_type -> skein.peer.v1.TakeOverRequest
-	8,  // 5: skein.peer.v1.Peer.RetainedSnapshot:input_type -> skein.peer.v1.RetainedRequest
-	10, // 6: skein.peer.v1.Peer.Join:input_type -> skein.peer.v1.JoinRequest
-	2,  // 7: skein.peer.v1.Peer.Forward:output_type -> skein.peer.v1.ForwardAck
-	5,  // 8: skein.peer.v1.Peer.ProposeRoutes:output_type -> skein.peer.v1.ProposeResult
-	7,  // 9: skein.peer.v1.Peer.TakeOver:output_type -> skein.peer.v1.TakeOverResponse
-	9,  // 10: skein.peer.v1.Peer.RetainedSnapshot:output_type -> skein.peer.v1.Retained
-	11, // 11: skein.peer.v1.Peer.Join:output_type -> skein.peer.v1.JoinResponse
-	7,  // [7:12] is the sub-list for method output_type
-	2,  // [2:7] is the sub-list for method input_type
-	2,  // [2:2] is the sub-list for extension type_name
-	2,  // [2:2] is the sub-list for extension extendee
-	0,  // [0:2] is the sub-list for field type_name
+	1,  // 0: skein.peer.v1.Delivery.relay:type_name -> skein.peer.v1.Relay
+	0,  // 1: skein.peer.v1.ForwardBatch.deliveries:type_name -> skein.peer.v1.Delivery
+	4,  // 2: skein.peer.v1.RouteChanges.changes:type_name -> skein.peer.v1.RouteChange
+	2,  // 3: skein.peer.v1.Peer.Forward:input_type -> skein.peer.v1.ForwardBatch
+	5,  // 4: skein.peer.v1.Peer.ProposeRoutes:input_type -> skein.peer.v1.RouteChanges
+	7,  // 5: skein.peer.v1.Peer.TakeOver:input_type -> skein.peer.v1.TakeOverRequest
+	9,  // 6: skein.peer.v1.Peer.RetainedSnapshot:input_type -> skein.peer.v1.RetainedRequest
+	11, // 7: skein.peer.v1.Peer.Join:input_type -> skein.peer.v1.JoinRequest
+	3,  // 8: skein.peer.v1.Peer.Forward:output_type -> skein.peer.v1.ForwardAck
+	6,  // 9: skein.peer.v1.Peer.ProposeRoutes:output_type -> skein.peer.v1.ProposeResult
+	8,  // 10: skein.peer.v1.Peer.TakeOver:output_type -> skein.peer.v1.TakeOverResponse
+	10, // 11: skein.peer.v1.Peer.RetainedSnapshot:output_type -> skein.peer.v1.Retained
+	12, // 12: skein.peer.v1.Peer.Join:output_type -> skein.peer.v1.JoinResponse
+	8,  // [8:13] is the sub-list for method output_type
+	3,  // [3:8] is the sub-list for method input_type
+	3,  // [3:3] is the sub-list for extension type_name
+	3,  // [3:3] is the sub-list for extension extendee
+	0,  // [0:3] is the sub-list for field type_name
 }
 
 func init() { file_peer_proto_init() }
@@ -789,7 +909,7 @@ func file_peer_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_peer_proto_rawDesc), len(file_peer_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   12,
+			NumMessages:   13,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -77,6 +77,8 @@ type Collector struct {
 	members            *prometheus.Desc
 	forwarded          *prometheus.Desc
 	forwardedReceived  *prometheus.Desc
+	handedOver         *prometheus.Desc
+	relayed            *prometheus.Desc
 	latencyUpperBounds []float64
 }
 
@@ -120,6 +122,8 @@ func NewCollector(b *node.Broker, cluster ClusterSource) *Collector {
 		members:            d("cluster_members", "Cluster members, by state.", "state"),
 		forwarded:          d("forwarded_messages_total", "Messages forwarded to a peer node.", "peer"),
 		forwardedReceived:  d("forwarded_messages_received_total", "Messages received from a peer node.", "peer"),
+		handedOver:         d("sessions_handed_over_total", "Persistent sessions moved to another node by a takeover."),
+		relayed:            d("messages_relayed_total", "Messages passed on to the node a session moved to, while the route table caught up."),
 		latencyUpperBounds: node.LatencyBuckets[:],
 	}
 }
@@ -137,7 +141,7 @@ func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 	if c.cluster != nil {
 		for _, d := range []*prometheus.Desc{
 			c.raftLeader, c.raftTerm, c.raftCommit, c.raftApplied, c.raftLastContact,
-			c.members, c.forwarded, c.forwardedReceived,
+			c.members, c.forwarded, c.forwardedReceived, c.handedOver, c.relayed,
 		} {
 			ch <- d
 		}
@@ -232,6 +236,8 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	for peer, n := range cs.ReceivedFrom {
 		counter(c.forwardedReceived, float64(n), peer)
 	}
+	counter(c.handedOver, float64(st.SessionsHandedOver.Load()))
+	counter(c.relayed, float64(st.MessagesRelayed.Load()))
 }
 
 // latencyHistogram turns the broker's per-bucket counts into a Prometheus

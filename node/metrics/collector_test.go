@@ -311,6 +311,8 @@ func TestClusterMetrics(t *testing.T) {
 		`skein_forwarded_messages_received_total{peer="n2"}`: 8,
 		"skein_routes":                                       10, // the cluster's table, not the 3 local filters
 		"skein_subscriptions":                                3,
+		"skein_sessions_handed_over_total":                   0,
+		"skein_messages_relayed_total":                       0,
 	})
 	want(t, scrape(t, serve(t, b.Broker, nil)), map[string]float64{"skein_routes": 3})
 }
