@@ -6,7 +6,6 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -30,15 +29,6 @@ type persistNode struct {
 	closeStore func()
 }
 
-// persistLogWriter sends log lines to t.Log; lines after the test ended are dropped.
-type persistLogWriter struct{ t testing.TB }
-
-func (w persistLogWriter) Write(p []byte) (int, error) {
-	defer func() { _ = recover() }() // t.Log panics once the test has completed
-	w.t.Log(strings.TrimRight(string(p), "\n"))
-	return len(p), nil
-}
-
 func persistConfig() node.Config {
 	cfg := node.DefaultConfig()
 	cfg.SysInterval = 0
@@ -51,7 +41,7 @@ func persistConfig() node.Config {
 func persistStart(t *testing.T, path string, cfg node.Config) *persistNode {
 	t.Helper()
 	st, err := session.OpenStore(path, session.StoreOptions{
-		Logger:      slog.New(slog.NewTextHandler(persistLogWriter{t}, nil)),
+		Logger:      slog.New(slog.NewTextHandler(nodetest.LogWriter(t), nil)),
 		LockTimeout: time.Second,
 	})
 	if err != nil {

@@ -8,15 +8,16 @@ package clustertest
 import (
 	"context"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
-	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/skein-mq/skein/cluster"
 	"github.com/skein-mq/skein/node"
+	"github.com/skein-mq/skein/node/nodetest"
 	"github.com/skein-mq/skein/route"
 	"github.com/skein-mq/skein/session"
 )
@@ -48,6 +49,7 @@ type Node struct {
 	ep      *endpoint // this node's addresses and proxies (nil with Direct)
 	clients *trackingListener
 	logLvl  slog.Level
+	logs    io.Writer // the test's log, shared by its nodes
 }
 
 // Options tune a test cluster.
@@ -80,8 +82,10 @@ func Start(t testing.TB, n int, opts ...Options) []*Node {
 	}
 	nodes := make([]*Node, n)
 	var seeds []string
+	// Before any node, so that it stops the logs after every node stopped.
+	logs := nodetest.LogWriter(t)
 	for i := range nodes {
-		nd := &Node{t: t, Name: fmt.Sprintf("n%d", i+1), DataDir: t.TempDir(), expect: n, join: append([]string(nil), seeds...), tune: o.Tune, net: nw, logLvl: lvl}
+		nd := &Node{t: t, Name: fmt.Sprintf("n%d", i+1), DataDir: t.TempDir(), expect: n, join: append([]string(nil), seeds...), tune: o.Tune, net: nw, logLvl: lvl, logs: logs}
 		if nw != nil {
 			nd.ep = nw.newEndpoint()
 		}
@@ -107,7 +111,7 @@ func Add(t testing.TB, nodes []*Node, name string) *Node {
 			join = append(join, o.Cluster.GossipAddr())
 		}
 	}
-	nd := &Node{t: t, Name: name, DataDir: t.TempDir(), join: join, tune: nodes[0].tune, net: nodes[0].net, logLvl: nodes[0].logLvl}
+	nd := &Node{t: t, Name: name, DataDir: t.TempDir(), join: join, tune: nodes[0].tune, net: nodes[0].net, logLvl: nodes[0].logLvl, logs: nodes[0].logs}
 	if nd.net != nil {
 		nd.ep = nd.net.newEndpoint()
 	}
@@ -118,7 +122,7 @@ func Add(t testing.TB, nodes []*Node, name string) *Node {
 func (nd *Node) start() {
 	t := nd.t
 	t.Helper()
-	log := slog.New(slog.NewTextHandler(testWriter{t, nd.Name}, &slog.HandlerOptions{Level: nd.logLvl}))
+	log := slog.New(slog.NewTextHandler(nd.logs, &slog.HandlerOptions{Level: nd.logLvl}))
 	cc := cluster.DefaultConfig()
 	cc.NodeName = nd.Name
 	cc.GossipAddr = "127.0.0.1:0"
@@ -432,15 +436,5 @@ func (l *trackingListener) closeAll() {
 	}
 }
 
-type testWriter struct {
-	t    testing.TB
-	name string
-}
-
-func (w testWriter) Write(p []byte) (int, error) {
-	defer func() { _ = recover() }() // t.Log panics once the test is over
-	w.t.Log(strings.TrimRight(string(p), "\n"))
-	return len(p), nil
-}
 
 func routeKey(node, group string) route.Key { return route.Key{Node: node, Group: group} }

@@ -11,6 +11,7 @@ import (
 	"net"
 	"reflect"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -33,7 +34,7 @@ type Broker struct {
 func Start(t testing.TB, cfg node.Config) *Broker {
 	t.Helper()
 	if cfg.Logger == nil {
-		cfg.Logger = slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
+		cfg.Logger = slog.New(slog.NewTextHandler(LogWriter(t), &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
 	b, err := node.New(cfg)
 	if err != nil {
@@ -59,12 +60,34 @@ func Start(t testing.TB, cfg node.Config) *Broker {
 	return &Broker{Broker: b, Addr: ln.Addr().String()}
 }
 
-// testWriter sends log lines to t.Log; lines after the test ended are dropped.
-type testWriter struct{ t testing.TB }
+// LogWriter returns a writer for a test's logger that sends each line to t.Log
+// until the test's cleanups run, and drops lines after: goroutines of a broker or of
+// memberlist may still log a line while or after they stop, and t.Log after the test
+// completed is a panic and a data race. Call it before registering the cleanups
+// that stop what logs, so that its own cleanup runs after them.
+func LogWriter(t testing.TB) io.Writer {
+	w := &testWriter{t: t}
+	t.Cleanup(func() {
+		w.mu.Lock()
+		w.done = true
+		w.mu.Unlock()
+	})
+	return w
+}
 
-func (w testWriter) Write(p []byte) (int, error) {
-	defer func() { _ = recover() }() // t.Log panics after the test completed
-	w.t.Log(strings.TrimRight(string(p), "\n"))
+// testWriter is LogWriter's writer.
+type testWriter struct {
+	t    testing.TB
+	mu   sync.Mutex // guards done, and makes t.Log finish before done is set
+	done bool
+}
+
+func (w *testWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if !w.done {
+		w.t.Log(strings.TrimRight(string(p), "\n"))
+	}
 	return len(p), nil
 }
 
