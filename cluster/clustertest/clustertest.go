@@ -436,5 +436,4 @@ func (l *trackingListener) closeAll() {
 	}
 }
 
-
 func routeKey(node, group string) route.Key { return route.Key{Node: node, Group: group} }
