@@ -33,13 +33,13 @@ func subscribeStorm(t testing.TB, c *nodetest.Client, prefix string, n, perPacke
 	}
 }
 
-// TestSubscribeStorm: 20 000 distinct filters subscribed on one node reach every
+// TestSubscribeStorm: 100 000 distinct filters subscribed on one node reach every
 // replica in far fewer Raft entries than filters (route changes are batched), and
 // route messages afterwards.
 func TestSubscribeStorm(t *testing.T) {
 	skipShort(t)
 	nodes := clustertest.Start(t, 3)
-	const n = 20000
+	const n = 100_000
 	before := nodes[0].Cluster.Status().CommitIndex
 	start := time.Now()
 	c := nodetest.Connect(t, nodes[1].Addr, proto.V5, "storm")
