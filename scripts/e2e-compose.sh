@@ -219,12 +219,27 @@ wait_cluster() {
 			fail "skein$i /api/v1/cluster: no leader or not $want alive members within ${TIMEOUT}s: $(api "$i" /api/v1/cluster)"
 		pass "skein$i /api/v1/cluster: $want alive members, leader $(leader_of "$i")"
 	done
+	# After a leader stops, the others may still name it for a moment, or name none
+	# while they elect a new one: wait until they agree on one of themselves.
+	if ! wait_for "$TIMEOUT" leaders_agree "$@"; then
+		l=""
+		for i in "$@"; do l+=" skein$i:$(leader_of "$i")"; done
+		fail "nodes $* do not agree on a leader among themselves within ${TIMEOUT}s:$l"
+	fi
 	leader=$(leader_of "$1")
-	for i in "$@"; do
-		l=$(leader_of "$i")
-		[ "$l" = "$leader" ] || fail "skein$1 and skein$i disagree on the leader ($leader, $l)"
-	done
 	pass "nodes $* agree on the leader: $leader"
+}
+
+# leaders_agree NODES...: every listed node names the same leader, one of them.
+leaders_agree() {
+	local leader l i among=0
+	leader=$(leader_of "$1") || return 1
+	for i in "$@"; do
+		l=$(leader_of "$i") || return 1
+		[ "$l" = "$leader" ] || return 1
+		[ "$l" = "skein$i" ] && among=1
+	done
+	[ "$among" = 1 ]
 }
 
 step "build the binary (CGO_ENABLED=0) and the FROM-scratch image skein:local"
