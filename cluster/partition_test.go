@@ -167,9 +167,6 @@ func TestLongPartitionHeals(t *testing.T) {
 // reaches the others once the partition heals.
 func TestRetainedSetDuringPartition(t *testing.T) {
 	skipShort(t)
-	t.Skip("known bug, not fixed: without stamps and tombstones on retained writes " +
-		"(see TestRetainedClearWhileDown) the majority cannot merge a returning node's " +
-		"retained set without bringing back what it cleared meanwhile, so it does not copy it")
 	nodes := clustertest.Start(t, 3)
 	x, others := partitionFollower(t, nodes)
 	pubX := nodetest.Connect(t, x.Addr, proto.V5, "pub-x")
