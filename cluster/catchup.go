@@ -163,9 +163,8 @@ func (c *Cluster) pullOnce(name string, pullBack bool) (int, error) {
 		case <-ctx.Done():
 		}
 	}()
-	// The member is back: connect now rather than at the end of gRPC's reconnect
-	// backoff, which a long absence has stretched to minutes.
-	p.conn.ResetConnectBackoff()
+	// WaitForReady: the member is back, but the connection to it may still be in its
+	// reconnect backoff (peerConnectParams).
 	stream, err := p.client.RetainedSnapshot(ctx, &peerpb.RetainedRequest{From: c.name, PullBack: pullBack}, grpc.WaitForReady(true))
 	if err != nil {
 		return 0, fmt.Errorf("retained snapshot of %s: %w", name, err)
