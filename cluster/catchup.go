@@ -169,11 +169,17 @@ func (c *Cluster) pullOnce(name string, pullBack bool) (int, error) {
 	if err != nil {
 		return 0, fmt.Errorf("retained snapshot of %s: %w", name, err)
 	}
-	n := 0
+	// After a long absence, entries older than it are judged apart (absence.go).
+	before, authoritative := c.members.staleRule(name, c.cfg.TombstoneRetention)
+	var seen map[string]bool // the topics of the snapshot, when it is authoritative
+	if before != 0 && authoritative {
+		seen = make(map[string]bool)
+	}
+	n, ignored := 0, 0
 	for {
 		r, err := stream.Recv()
 		if errors.Is(err, io.EOF) {
-			return n, nil
+			break
 		}
 		if err != nil {
 			return n, fmt.Errorf("retained snapshot of %s: %w", name, err)
@@ -185,10 +191,51 @@ func (c *Cluster) pullOnce(name string, pullBack bool) (int, error) {
 			continue
 		}
 		m.Stamp = r.Stamp
+		if seen != nil {
+			seen[m.Topic] = true
+		}
+		if before != 0 && !authoritative && m.Stamp < before {
+			ignored++
+			continue
+		}
 		if _, err := c.local.StoreRetained(m); err != nil {
 			c.log.Error("store a retained entry from a snapshot", "member", name, "topic", m.Topic, "err", err)
 		}
 	}
+	if before != 0 {
+		cleared := 0
+		if seen != nil {
+			cleared = c.clearMissing(seen, before)
+		}
+		c.log.Warn("merged retained messages after an absence longer than the tombstone retention: the older ones of one side win",
+			"member", name, "authoritative", authoritative, "ignored", ignored, "cleared", cleared)
+	}
+	return n, nil
+}
+
+// clearMissing clears this node's retained messages stamped before before whose
+// topics are not in seen (an authoritative snapshot, see absence.go), and returns
+// how many it cleared.
+func (c *Cluster) clearMissing(seen map[string]bool, before int64) int {
+	var stale []*session.Message
+	err := c.local.EachRetained(func(m *session.Message) bool {
+		if !m.Tombstone() && m.Stamp < before && !seen[m.Topic] {
+			stale = append(stale, m)
+		}
+		return true
+	})
+	if err != nil {
+		c.log.Error("read the retained messages to clear", "err", err)
+		return 0
+	}
+	for _, m := range stale {
+		// A tombstone just after the message beats it and loses to any later write;
+		// being old, it expires at the next sweep.
+		if _, err := c.local.StoreRetained(&session.Message{Topic: m.Topic, Retain: true, Stamp: m.Stamp + 1}); err != nil {
+			c.log.Error("clear a retained message missing from an authoritative snapshot", "topic", m.Topic, "err", err)
+		}
+	}
+	return len(stale)
 }
 
 // errClosing reports work refused because the cluster is closing.

@@ -37,7 +37,7 @@ type Config struct {
 	// bring the message back when the nodes merge their sets. Make it longer than
 	// any outage a node is expected to come back from with its data (and much
 	// longer than DeadNodeGrace). A node away for longer is handled by the rule in
-	// catchup.go: default 24h.
+	// absence.go. Default 24h.
 	TombstoneRetention time.Duration
 	// DataDir holds the Raft log, stable store and snapshots.
 	DataDir string

@@ -22,13 +22,14 @@ type memberState struct {
 	gossipAddr map[string]string
 	alive      map[string]bool
 	deadAt     map[string]time.Time
-	left       map[string]bool // left gracefully (not failed): not sought out again
-	changed    chan struct{}   // capacity 1: membership changed
+	left       map[string]bool    // left gracefully (not failed): not sought out again
+	away       map[string]absence // each member's last absence (absence.go)
+	changed    chan struct{}      // capacity 1: membership changed
 }
 
 func newMemberState(c *Cluster) *memberState {
 	return &memberState{c: c, peerAddr: map[string]string{}, gossipAddr: map[string]string{}, alive: map[string]bool{},
-		deadAt: map[string]time.Time{}, left: map[string]bool{}, changed: make(chan struct{}, 1)}
+		deadAt: map[string]time.Time{}, left: map[string]bool{}, away: map[string]absence{}, changed: make(chan struct{}, 1)}
 }
 
 func (s *memberState) signal() {
@@ -41,6 +42,7 @@ func (s *memberState) signal() {
 // NotifyJoin, NotifyLeave and NotifyUpdate implement memberlist.EventDelegate.
 func (s *memberState) NotifyJoin(n *memberlist.Node) {
 	s.mu.Lock()
+	s.recordReturnLocked(n.Name, time.Now())
 	s.peerAddr[n.Name] = string(n.Meta)
 	s.gossipAddr[n.Name] = n.Address()
 	s.alive[n.Name] = true
