@@ -77,6 +77,13 @@ func (c *Cluster) peer(name string) (*peer, error) {
 	if p := c.peers[name]; p != nil && (addr == "" || p.addr == addr) {
 		return p, nil
 	}
+	select {
+	case <-c.stop:
+		// Close has taken (or is about to take) the peers to close them under c.mu:
+		// a new one would outlive it.
+		return nil, errClosing
+	default:
+	}
 	if addr == "" {
 		return nil, fmt.Errorf("cluster: no address for node %q", name)
 	}
