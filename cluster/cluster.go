@@ -34,10 +34,14 @@ type Local interface {
 	// ones, and the members of the listed shared subscriptions) and returns the
 	// store ticket its acceptance must wait for.
 	DeliverRemote(m *session.Message, shared []string) uint64
-	// StoreRetained stores a replicated retained message (last stamp wins).
+	// StoreRetained stores a replicated retained message, or a clear as a tombstone
+	// (empty payload); the later write wins (session.Later).
 	StoreRetained(m *session.Message) (uint64, error)
-	// EachRetained visits every retained message.
+	// EachRetained visits every retained message and tombstone.
 	EachRetained(fn func(*session.Message) bool) error
+	// ExpireTombstones forgets the tombstones stamped before before (unix
+	// nanoseconds) and returns how many.
+	ExpireTombstones(before int64) int
 	// WaitDurable waits for a store ticket.
 	WaitDurable(ctx context.Context, ticket uint64) error
 	// ReleaseClient closes the client's connection here because it connected to
@@ -76,8 +80,8 @@ type Cluster struct {
 	mu    sync.Mutex       // guards peers
 	peers map[string]*peer // by node name
 
-	catchUp     chan string // members to copy the retained messages from (capacity 1)
-	incarnation string      // distinguishes this run's forward batches from a previous run's
+	pulls       pulls  // retained-set pulls from other members (catchup.go)
+	incarnation string // distinguishes this run's forward batches from a previous run's
 	applied     *appliedBatches
 	pickRR      sync.Map // shared key -> *atomic.Uint64, round-robin position
 	stats       forwardStats
@@ -121,7 +125,6 @@ func New(cfg Config) (*Cluster, error) {
 		peers:       make(map[string]*peer),
 		incarnation: cfg.NodeName + "#" + strconv.FormatUint(rand.Uint64(), 36),
 		applied:     newAppliedBatches(),
-		catchUp:     make(chan string, 1),
 		stop:        make(chan struct{}),
 	}
 	c.fsm = &fsm{table: c.table}
@@ -191,7 +194,7 @@ func (c *Cluster) Start(local Local) error {
 	go func() { defer c.wg.Done(); c.joinLoop() }()
 	go func() { defer c.wg.Done(); c.manageLoop() }()
 	go func() { defer c.wg.Done(); c.rejoinLoop() }()
-	go func() { defer c.wg.Done(); c.catchUpLoop() }()
+	go func() { defer c.wg.Done(); c.tombstoneLoop() }()
 	c.log.Info("cluster started", "peer_addr", c.peerAddr, "gossip_addr", c.ml.LocalNode().Address())
 	return nil
 }
@@ -284,6 +287,7 @@ func (c *Cluster) startRaft() error {
 // Close leaves the cluster gracefully and stops every goroutine.
 func (c *Cluster) Close() error {
 	close(c.stop)
+	c.pulls.close()
 	var errs []error
 	if c.ml != nil {
 		if err := c.ml.Leave(2 * time.Second); err != nil {

@@ -32,6 +32,13 @@ type Config struct {
 	// DeadNodeGrace is how long a dead node keeps its routes (and the messages held
 	// for it) before the leader purges them and removes it from Raft.
 	DeadNodeGrace time.Duration
+	// TombstoneRetention is how long a cleared retained topic keeps its tombstone
+	// (the clear's stamp), so that a node that was away or cut off meanwhile cannot
+	// bring the message back when the nodes merge their sets. Make it longer than
+	// any outage a node is expected to come back from with its data (and much
+	// longer than DeadNodeGrace). A node away for longer is handled by the rule in
+	// absence.go. Default 24h.
+	TombstoneRetention time.Duration
 	// DataDir holds the Raft log, stable store and snapshots.
 	DataDir string
 	// RouteBatchDelay and RouteBatchSize bound how route changes are batched into
@@ -47,12 +54,13 @@ type Config struct {
 // DefaultConfig returns the defaults.
 func DefaultConfig() Config {
 	return Config{
-		GossipAddr:      ":7946",
-		PeerAddr:        ":7947",
-		MaxVoters:       3,
-		DeadNodeGrace:   30 * time.Second,
-		RouteBatchDelay: 5 * time.Millisecond,
-		RouteBatchSize:  1000,
+		GossipAddr:         ":7946",
+		PeerAddr:           ":7947",
+		MaxVoters:          3,
+		DeadNodeGrace:      30 * time.Second,
+		TombstoneRetention: 24 * time.Hour,
+		RouteBatchDelay:    5 * time.Millisecond,
+		RouteBatchSize:     1000,
 	}
 }
 
@@ -75,6 +83,9 @@ func (c *Config) Validate() error {
 	}
 	if c.DeadNodeGrace <= 0 {
 		errs = append(errs, fmt.Errorf("dead node grace %v: must be positive", c.DeadNodeGrace))
+	}
+	if c.TombstoneRetention <= 0 {
+		errs = append(errs, fmt.Errorf("tombstone retention %v: must be positive", c.TombstoneRetention))
 	}
 	if c.DataDir == "" {
 		errs = append(errs, errors.New("data dir: must not be empty"))

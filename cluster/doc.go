@@ -11,6 +11,11 @@
 // One TCP port (--peer-addr) carries both Raft and gRPC: a Raft connection starts
 // with the byte 'R', which an HTTP/2 connection never does.
 //
-// Lock order: Cluster.mu -> peer.mu; routeBatcher.mu -> the route table's locks.
-// No lock is held across network I/O.
+// Retained messages merge by last writer wins on stamps, with tombstones for clears;
+// whenever a member joins, it and each node that sees it pull each other's retained
+// set (catchup.go), with a rule for absences longer than the tombstone retention
+// (absence.go).
+//
+// Lock order: Cluster.mu -> peer.mu; routeBatcher.mu -> the route table's locks;
+// pulls.mu and memberState.mu are taken alone. No lock is held across network I/O.
 package cluster

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/backoff"
 	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/skein-mq/skein/cluster/peerpb"
@@ -60,6 +61,14 @@ type peer struct {
 	forwarded atomic.Uint64
 }
 
+// peerConnectParams cap gRPC's reconnect backoff at a few seconds instead of its
+// two minutes: a peer that was away (restarted, partitioned) is reached again soon
+// after gossip sees it back, for the held messages and the retained pulls.
+var peerConnectParams = grpc.ConnectParams{
+	Backoff:           backoff.Config{BaseDelay: 100 * time.Millisecond, Multiplier: 1.6, Jitter: 0.2, MaxDelay: 3 * time.Second},
+	MinConnectTimeout: 5 * time.Second,
+}
+
 // peer returns (creating it if needed) the connection to node name.
 func (c *Cluster) peer(name string) (*peer, error) {
 	addr := c.members.addrOf(name)
@@ -68,10 +77,17 @@ func (c *Cluster) peer(name string) (*peer, error) {
 	if p := c.peers[name]; p != nil && (addr == "" || p.addr == addr) {
 		return p, nil
 	}
+	select {
+	case <-c.stop:
+		// Close has taken (or is about to take) the peers to close them under c.mu:
+		// a new one would outlive it.
+		return nil, errClosing
+	default:
+	}
 	if addr == "" {
 		return nil, fmt.Errorf("cluster: no address for node %q", name)
 	}
-	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()), grpc.WithConnectParams(peerConnectParams))
 	if err != nil {
 		return nil, fmt.Errorf("cluster: dial %s at %s: %w", name, addr, err)
 	}

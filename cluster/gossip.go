@@ -22,13 +22,14 @@ type memberState struct {
 	gossipAddr map[string]string
 	alive      map[string]bool
 	deadAt     map[string]time.Time
-	left       map[string]bool // left gracefully (not failed): not sought out again
-	changed    chan struct{}   // capacity 1: membership changed
+	left       map[string]bool    // left gracefully (not failed): not sought out again
+	away       map[string]absence // each member's last absence (absence.go)
+	changed    chan struct{}      // capacity 1: membership changed
 }
 
 func newMemberState(c *Cluster) *memberState {
 	return &memberState{c: c, peerAddr: map[string]string{}, gossipAddr: map[string]string{}, alive: map[string]bool{},
-		deadAt: map[string]time.Time{}, left: map[string]bool{}, changed: make(chan struct{}, 1)}
+		deadAt: map[string]time.Time{}, left: map[string]bool{}, away: map[string]absence{}, changed: make(chan struct{}, 1)}
 }
 
 func (s *memberState) signal() {
@@ -41,12 +42,7 @@ func (s *memberState) signal() {
 // NotifyJoin, NotifyLeave and NotifyUpdate implement memberlist.EventDelegate.
 func (s *memberState) NotifyJoin(n *memberlist.Node) {
 	s.mu.Lock()
-	_, returning := s.deadAt[n.Name]
-	// A node that saw most of the cluster gone was the one cut off: it catches up
-	// the retained messages from the first member that comes back, as a restarted
-	// node does when it joins. The majority side does not copy from the returning
-	// node, or the retained messages cleared meanwhile would come back.
-	cutOff := returning && n.Name != s.c.name && !s.majorityAliveLocked()
+	s.recordReturnLocked(n.Name, time.Now())
 	s.peerAddr[n.Name] = string(n.Meta)
 	s.gossipAddr[n.Name] = n.Address()
 	s.alive[n.Name] = true
@@ -57,26 +53,10 @@ func (s *memberState) NotifyJoin(n *memberlist.Node) {
 	s.signal()
 	if n.Name != s.c.name {
 		s.c.peerAlive(n.Name)
+		// Whether it is new, restarted or back from a partition, the retained sets
+		// merge both ways (catchup.go).
+		s.c.requestPull(n.Name, true)
 	}
-	if cutOff {
-		s.c.requestCatchUp(n.Name)
-	}
-}
-
-// majorityAliveLocked reports whether this node sees a majority of the members
-// that have not left alive, itself included. s.mu is held.
-func (s *memberState) majorityAliveLocked() bool {
-	members, up := 0, 0
-	for name, ok := range s.alive {
-		if s.left[name] {
-			continue
-		}
-		members++
-		if ok {
-			up++
-		}
-	}
-	return 2*up > members
 }
 
 func (s *memberState) NotifyLeave(n *memberlist.Node) {
@@ -228,8 +208,7 @@ func (c *Cluster) joinLoop() {
 	for {
 		n, err := c.ml.Join(c.cfg.Join)
 		if n > 0 {
-			c.log.Info("joined the cluster", "contacted", n)
-			c.catchUpRetained()
+			c.log.Info("joined the cluster", "contacted", n) // each member found is pulled from (NotifyJoin)
 			return
 		}
 		c.log.Debug("join failed, retrying", "seeds", c.cfg.Join, "err", err)

@@ -1,12 +1,16 @@
 package cluster_test
 
 import (
+	"fmt"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/skein-mq/skein/cluster/clustertest"
 	"github.com/skein-mq/skein/node/nodetest"
 	"github.com/skein-mq/skein/proto"
+	"github.com/skein-mq/skein/session"
 )
 
 // The partitions here are the harness's (clustertest net.go): nothing reaches the
@@ -154,12 +158,12 @@ func TestLongPartitionHeals(t *testing.T) {
 	a.ExpectPublish("ps/1", "shared")
 	pubOther.Publish(&proto.Publish{Topic: "pnew/1", QoS: 1, PacketID: 4, Payload: []byte("across")})
 	late.ExpectPublish("pnew/1", "across")
-	// The cut-off node catches up what the others retained meanwhile. (What it
-	// retained itself stays there: see TestRetainedSetDuringPartition.)
-	clustertest.Eventually(t, x.Name+" has both retained messages", func() bool { return x.Broker.RetainedCount() == 2 })
-	expectRetained(t, x, "r-"+x.Name, "ret/#", map[string]string{"ret/x": "from x", "ret/o": "from others"})
-	for _, o := range others {
-		expectRetained(t, o, "r-"+o.Name, "ret/o", map[string]string{"ret/o": "from others"})
+	// The retained sets merge both ways: every node has what either side retained
+	// meanwhile.
+	both := map[string]string{"ret/x": "from x", "ret/o": "from others"}
+	for _, nd := range nodes {
+		clustertest.Eventually(t, nd.Name+" has both retained messages", func() bool { return nd.Broker.RetainedCount() == 2 })
+		expectRetained(t, nd, "r-"+nd.Name, "ret/#", both)
 	}
 }
 
@@ -167,9 +171,6 @@ func TestLongPartitionHeals(t *testing.T) {
 // reaches the others once the partition heals.
 func TestRetainedSetDuringPartition(t *testing.T) {
 	skipShort(t)
-	t.Skip("known bug, not fixed: without stamps and tombstones on retained writes " +
-		"(see TestRetainedClearWhileDown) the majority cannot merge a returning node's " +
-		"retained set without bringing back what it cleared meanwhile, so it does not copy it")
 	nodes := clustertest.Start(t, 3)
 	x, others := partitionFollower(t, nodes)
 	pubX := nodetest.Connect(t, x.Addr, proto.V5, "pub-x")
@@ -179,4 +180,72 @@ func TestRetainedSetDuringPartition(t *testing.T) {
 	for _, o := range others {
 		clustertest.Eventually(t, o.Name+" has the retained message", func() bool { return o.Broker.RetainedCount() == 1 })
 	}
+}
+
+// TestRetainedConcurrentWritesConverge: topics written on both sides of a partition
+// hold, once it heals, the latest write (by stamp) on all three nodes, whichever side
+// made it: a newer set or clear on the cut-off node replaces the majority's, and a
+// newer set or clear on the majority replaces the cut-off node's.
+func TestRetainedConcurrentWritesConverge(t *testing.T) {
+	skipShort(t)
+	nodes := clustertest.Start(t, 3)
+	x, others := partitionFollower(t, nodes)
+	pubX := nodetest.Connect(t, x.Addr, proto.V5, "pub-x")
+	pubO := nodetest.Connect(t, others[0].Addr, proto.V5, "pub-other")
+	id := uint16(0)
+	retain := func(c *nodetest.Client, topic, payload string) {
+		t.Helper()
+		id++
+		// The PUBACK comes after the store: the next write, on either side, is later.
+		c.Publish(&proto.Publish{Topic: topic, QoS: 1, PacketID: id, Retain: true, Payload: []byte(payload)})
+	}
+	retain(pubO, "c/x-last", "from others")
+	retain(pubX, "c/o-last", "from x")
+	retain(pubX, "c/x-last", "from x")
+	retain(pubO, "c/o-last", "from others")
+	retain(pubX, "c/o-cleared", "from x")
+	retain(pubO, "c/o-cleared", "")
+	retain(pubO, "c/x-cleared", "from others")
+	retain(pubX, "c/x-cleared", "")
+	want := map[string]string{"c/x-last": "from x", "c/o-last": "from others"}
+
+	x.Heal()
+	clustertest.WaitMember(t, nodes, x.Name, "alive")
+	clustertest.Eventually(t, "the same retained messages and tombstones everywhere", func() bool {
+		var first string
+		for _, nd := range nodes {
+			got := retainedEntries(t, nd, "c/")
+			if strings.Count(got, ";") != 3 || first != "" && got != first {
+				return false
+			}
+			first = got
+		}
+		return true
+	})
+	// The entries agree; they must also be the latest writes.
+	for _, nd := range nodes {
+		if n := nd.Broker.RetainedCount(); n != len(want) {
+			t.Errorf("%s: %d retained messages, want %d", nd.Name, n, len(want))
+		}
+		expectRetained(t, nd, "s-"+nd.Name, "c/#", want)
+	}
+	t.Logf("converged on %s", retainedEntries(t, nodes[0], "c/"))
+}
+
+// retainedEntries describes nd's retained messages and tombstones under prefix,
+// sorted, with their stamps: "topic=payload@stamp;...".
+func retainedEntries(t *testing.T, nd *clustertest.Node, prefix string) string {
+	t.Helper()
+	var out []string
+	err := nd.Broker.EachRetained(func(m *session.Message) bool {
+		if strings.HasPrefix(m.Topic, prefix) {
+			out = append(out, fmt.Sprintf("%s=%s@%d", m.Topic, m.Payload, m.Stamp))
+		}
+		return true
+	})
+	if err != nil {
+		t.Fatalf("%s: EachRetained: %v", nd.Name, err)
+	}
+	slices.Sort(out)
+	return strings.Join(out, ";")
 }

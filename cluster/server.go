@@ -128,8 +128,12 @@ func (s *server) TakeOver(ctx context.Context, req *peerpb.TakeOverRequest) (*pe
 	return &peerpb.TakeOverResponse{Found: found, Session: state}, nil
 }
 
-// RetainedSnapshot streams every retained message with its stamp.
-func (s *server) RetainedSnapshot(_ *peerpb.RetainedRequest, stream peerpb.Peer_RetainedSnapshotServer) error {
+// RetainedSnapshot streams every retained message and tombstone with its stamp and,
+// when asked, pulls the requester's set in turn (see catchup.go).
+func (s *server) RetainedSnapshot(req *peerpb.RetainedRequest, stream peerpb.Peer_RetainedSnapshotServer) error {
+	if req.PullBack && req.From != "" {
+		s.c.requestPull(req.From, false)
+	}
 	var sendErr error
 	err := s.c.local.EachRetained(func(m *session.Message) bool {
 		data, err := session.MarshalMessage(m)

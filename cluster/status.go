@@ -18,6 +18,9 @@ type MemberStatus struct {
 	// Forwarded and Received count messages sent to and received from it.
 	Forwarded uint64 `json:"forwarded"`
 	Received  uint64 `json:"received"`
+	// RetainedMerges counts the pulls of its retained set merged here (one or two
+	// each time it joins; see catchup.go).
+	RetainedMerges uint64 `json:"retained_merges"`
 }
 
 // Status is the cluster as this node sees it, for skein ctl cluster and metrics.
@@ -67,6 +70,7 @@ func (c *Cluster) Status() Status {
 		}
 		m.Forwarded = c.stats.counter(&c.stats.sent, name).Load()
 		m.Received = c.stats.counter(&c.stats.recv, name).Load()
+		m.RetainedMerges = c.pulls.merges(name)
 		st.Members = append(st.Members, m)
 	}
 	sort.Slice(st.Members, func(i, j int) bool { return st.Members[i].Name < st.Members[j].Name })

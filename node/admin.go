@@ -347,7 +347,13 @@ func (b *Broker) DeleteRetained(ctx context.Context, topic string) (bool, error)
 	if _, ok, err := b.RetainedMessage(topic); err != nil || !ok {
 		return false, err
 	}
-	ticket, err := b.retained.Set(&session.Message{Topic: topic, Retain: true, From: APIClientID})
+	m := &session.Message{Topic: topic, Retain: true, From: APIClientID}
+	if b.cfg.Cluster != nil {
+		// A stamped clear stays as a tombstone, which the other nodes take when they
+		// next merge this node's set, instead of bringing the message back here.
+		m.Stamp = b.stamp()
+	}
+	ticket, err := b.retained.Set(m)
 	if err != nil {
 		return false, fmt.Errorf("delete retained message: %w", err)
 	}

@@ -82,13 +82,20 @@ func (b *Broker) DeliverRemote(m *session.Message, shared []string) uint64 {
 	return ticket
 }
 
-// StoreRetained stores a retained message replicated from another node (or clears
-// the topic for an empty payload) without delivering it; the later Stamp wins.
+// StoreRetained stores a retained message replicated from another node, or a clear
+// (empty payload), which stays as a tombstone, without delivering it; the later
+// write wins (session.Later), so replication and catch-ups may arrive in any order.
 func (b *Broker) StoreRetained(m *session.Message) (uint64, error) {
+	if m.Stamp == 0 {
+		// Written before retained writes were stamped (an old data file): older than
+		// any stamped write, but still ordered, rather than the unconditional
+		// replace of a standalone write.
+		m.Stamp = 1
+	}
 	b.observeStamp(m.Stamp)
 	t, err := b.retained.Set(m)
 	if session.IsOlder(err) {
-		return 0, nil // a newer message is stored: nothing to do
+		return 0, nil // as new or newer is stored: nothing to do
 	}
 	return t, err
 }
@@ -116,9 +123,18 @@ func (b *Broker) observeStamp(s int64) {
 	}
 }
 
-// EachRetained calls fn for every retained message, for a node catching up.
+// EachRetained calls fn for every retained message and tombstone ('$' topics
+// included), for a snapshot to another node.
 func (b *Broker) EachRetained(fn func(*session.Message) bool) error {
-	return b.retained.Match("#", fn)
+	b.retained.Each(fn)
+	return nil
+}
+
+// ExpireTombstones forgets the retained tombstones stamped before before (unix
+// nanoseconds) and returns how many; the cluster calls it once they are older than
+// its retention period.
+func (b *Broker) ExpireTombstones(before int64) int {
+	return b.retained.ExpireTombstones(before)
 }
 
 // WaitDurable waits until store ticket t is on disk (at once without a store).

@@ -27,7 +27,8 @@ type Message struct {
 	// publish-to-deliver latency; 0 when unknown (read back from disk).
 	Received int64
 	// Stamp orders writes of retained messages to one topic across a cluster (a
-	// hybrid logical clock); the later stamp wins. 0 on a standalone node.
+	// hybrid logical clock, wall-clock nanoseconds); the later stamp wins (see
+	// Later). 0 on a standalone node.
 	Stamp int64
 	// ID identifies the message across a cluster, so that a node receiving it twice
 	// while a session moves between nodes delivers it once (see
@@ -60,6 +61,11 @@ func (m *Message) SharedEncoding(slot int, build func() ([]byte, error)) ([]byte
 	m.shared[slot].CompareAndSwap(nil, &b)
 	return b, nil
 }
+
+// Tombstone reports whether m, as a retained write, is a tombstone: a clear (empty
+// payload) with a stamp, which a cluster node keeps so that older writes to the
+// topic lose to it (see RetainedStore).
+func (m *Message) Tombstone() bool { return len(m.Payload) == 0 && m.Stamp != 0 }
 
 // Expired reports whether the message has expired at now.
 func (m *Message) Expired(now time.Time) bool {

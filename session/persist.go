@@ -213,7 +213,8 @@ func loadSession(b *bolt.Bucket, clientID string, cfg Config, now time.Time) (Re
 	return r, gone, err
 }
 
-// LoadRetained reads every retained message into dst, dropping expired ones.
+// LoadRetained reads every retained message and tombstone into dst, dropping
+// expired messages.
 func (s *Store) LoadRetained(dst *MemoryRetained, now time.Time) (err error) {
 	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true)) // a damaged file faults: see openBolt
 	defer func() {
@@ -239,8 +240,8 @@ func (s *Store) LoadRetained(dst *MemoryRetained, now time.Time) (err error) {
 	if err != nil {
 		return fmt.Errorf("session store %s: %w", s.path, err)
 	}
-	for _, t := range expired {
-		s.deleteRetained(t)
+	if len(expired) > 0 {
+		s.deleteRetained(expired...)
 	}
 	return nil
 }

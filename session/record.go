@@ -87,6 +87,18 @@ func encodeMessage(w *recordWriter, m *Message) error {
 	return nil
 }
 
+// encodeRetained returns the record of a retained message or tombstone: a message
+// record. A tombstone is a message with an empty payload and a stamp; releases before
+// tombstones deleted the record on a clear instead, so no older file holds an empty
+// retained record, and an older node reading one from a snapshot clears the topic.
+func encodeRetained(m *Message) ([]byte, error) {
+	w := &recordWriter{}
+	if err := encodeMessage(w, m); err != nil {
+		return nil, err
+	}
+	return w.b, nil
+}
+
 func decodeMessage(r *recordReader) (*Message, error) {
 	if v := r.u8(); r.err == nil && v != recordV1 {
 		return nil, fmt.Errorf("%w: message record version %d", errRecord, v)

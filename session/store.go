@@ -22,7 +22,8 @@ const FormatVersion = 1
 // Bucket layout:
 //
 //	meta/format            -> FormatVersion (one byte)
-//	retained/<topic>       -> message record
+//	retained/<topic>       -> message record; an empty payload with a stamp is a
+//	                          tombstone (see RetainedStore)
 //	sessions/<client id>/  -> one bucket per persistent session:
 //	    meta               -> expiry interval, disconnect time
 //	    subs/<filter>      -> subscription options
@@ -216,20 +217,27 @@ func (s *Store) del(clientID string, bucket, key []byte) uint64 {
 	})
 }
 
-func (s *Store) putRetained(m *Message) (uint64, error) {
-	w := &recordWriter{}
-	if err := encodeMessage(w, m); err != nil {
-		return 0, err
-	}
-	topic := []byte(m.Topic)
-	return s.c.enqueue(func(tx *bolt.Tx) error {
-		return tx.Bucket(bucketRetained).Put(topic, w.b)
-	}), nil
-}
-
-func (s *Store) deleteRetained(topic string) uint64 {
+// putRetained writes a retained record (a message or a tombstone) under topic.
+func (s *Store) putRetained(topic string, rec []byte) uint64 {
 	key := []byte(topic)
 	return s.c.enqueue(func(tx *bolt.Tx) error {
-		return tx.Bucket(bucketRetained).Delete(key)
+		return tx.Bucket(bucketRetained).Put(key, rec)
+	})
+}
+
+// deleteRetained deletes the retained records of topics, in one write.
+func (s *Store) deleteRetained(topics ...string) uint64 {
+	keys := make([][]byte, len(topics))
+	for i, t := range topics {
+		keys[i] = []byte(t)
+	}
+	return s.c.enqueue(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketRetained)
+		for _, k := range keys {
+			if err := b.Delete(k); err != nil {
+				return err
+			}
+		}
+		return nil
 	})
 }

@@ -603,7 +603,13 @@ func (x *TakeOverResponse) GetSession() []byte {
 }
 
 type RetainedRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// from names the requesting node.
+	From string `protobuf:"bytes,1,opt,name=from,proto3" json:"from,omitempty"`
+	// pull_back asks the receiver to pull the requester's set in turn: the requester
+	// saw the receiver (re)join, and the receiver may not have seen the requester yet,
+	// so it may lack what the requester wrote while it thought the receiver dead.
+	PullBack      bool `protobuf:"varint,2,opt,name=pull_back,json=pullBack,proto3" json:"pull_back,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -638,6 +644,22 @@ func (*RetainedRequest) Descriptor() ([]byte, []int) {
 	return file_peer_proto_rawDescGZIP(), []int{9}
 }
 
+func (x *RetainedRequest) GetFrom() string {
+	if x != nil {
+		return x.From
+	}
+	return ""
+}
+
+func (x *RetainedRequest) GetPullBack() bool {
+	if x != nil {
+		return x.PullBack
+	}
+	return false
+}
+
+// Retained is one retained message, or a tombstone (a clear kept for last writer
+// wins): message then has an empty payload.
 type Retained struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Message       []byte                 `protobuf:"bytes,1,opt,name=message,proto3" json:"message,omitempty"`
@@ -832,8 +854,10 @@ const file_peer_proto_rawDesc = "" +
 	"\x06resume\x18\x03 \x01(\bR\x06resume\"B\n" +
 	"\x10TakeOverResponse\x12\x14\n" +
 	"\x05found\x18\x01 \x01(\bR\x05found\x12\x18\n" +
-	"\asession\x18\x02 \x01(\fR\asession\"\x11\n" +
-	"\x0fRetainedRequest\":\n" +
+	"\asession\x18\x02 \x01(\fR\asession\"B\n" +
+	"\x0fRetainedRequest\x12\x12\n" +
+	"\x04from\x18\x01 \x01(\tR\x04from\x12\x1b\n" +
+	"\tpull_back\x18\x02 \x01(\bR\bpullBack\":\n" +
 	"\bRetained\x12\x18\n" +
 	"\amessage\x18\x01 \x01(\fR\amessage\x12\x14\n" +
 	"\x05stamp\x18\x02 \x01(\x03R\x05stamp\">\n" +

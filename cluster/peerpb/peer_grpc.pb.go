@@ -46,7 +46,8 @@ type PeerClient interface {
 	// TakeOver asks a node to give up a client id: it closes the client's connection
 	// (5.0: DISCONNECT 0x8E) and hands over the session it held, if any.
 	TakeOver(ctx context.Context, in *TakeOverRequest, opts ...grpc.CallOption) (*TakeOverResponse, error)
-	// RetainedSnapshot streams every retained message, for a node catching up.
+	// RetainedSnapshot streams every retained message and tombstone, for a node
+	// merging this node's set into its own (last writer wins by stamp).
 	RetainedSnapshot(ctx context.Context, in *RetainedRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[Retained], error)
 	// Join asks the Raft leader to add a node (as a voter or a non-voter).
 	Join(ctx context.Context, in *JoinRequest, opts ...grpc.CallOption) (*JoinResponse, error)
@@ -136,7 +137,8 @@ type PeerServer interface {
 	// TakeOver asks a node to give up a client id: it closes the client's connection
 	// (5.0: DISCONNECT 0x8E) and hands over the session it held, if any.
 	TakeOver(context.Context, *TakeOverRequest) (*TakeOverResponse, error)
-	// RetainedSnapshot streams every retained message, for a node catching up.
+	// RetainedSnapshot streams every retained message and tombstone, for a node
+	// merging this node's set into its own (last writer wins by stamp).
 	RetainedSnapshot(*RetainedRequest, grpc.ServerStreamingServer[Retained]) error
 	// Join asks the Raft leader to add a node (as a voter or a non-voter).
 	Join(context.Context, *JoinRequest) (*JoinResponse, error)

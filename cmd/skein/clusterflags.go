@@ -26,6 +26,7 @@ type clusterOptions struct {
 	bootstrapExpect int
 	maxVoters       int
 	deadNodeGrace   time.Duration
+	tombstoneTTL    time.Duration
 }
 
 func (c *clusterOptions) flags(f *pflag.FlagSet) {
@@ -39,6 +40,7 @@ func (c *clusterOptions) flags(f *pflag.FlagSet) {
 	f.IntVar(&c.bootstrapExpect, "bootstrap-expect", 0, "number of nodes that form the first Raft configuration together; enables clustering")
 	f.IntVar(&c.maxVoters, "max-voters", def.MaxVoters, "Raft voters (3 or 5); further nodes are non-voters")
 	f.DurationVar(&c.deadNodeGrace, "dead-node-grace", def.DeadNodeGrace, "how long a dead node keeps its routes and held messages before they are purged")
+	f.DurationVar(&c.tombstoneTTL, "tombstone-retention", def.TombstoneRetention, "how long a cleared retained topic is remembered, so a node that was away cannot bring the message back; longer than any outage a node returns from with its data")
 }
 
 func (c *clusterOptions) enabled() bool { return len(c.join) > 0 || c.bootstrapExpect > 0 }
@@ -53,6 +55,7 @@ func (c *clusterOptions) config(dataDir string, log *slog.Logger) (cluster.Confi
 	cfg.BootstrapExpect = c.bootstrapExpect
 	cfg.MaxVoters = c.maxVoters
 	cfg.DeadNodeGrace = c.deadNodeGrace
+	cfg.TombstoneRetention = c.tombstoneTTL
 	cfg.DataDir = dataDir
 	cfg.Logger = log
 	for _, j := range c.join {
@@ -69,6 +72,7 @@ func (c *clusterOptions) config(dataDir string, log *slog.Logger) (cluster.Confi
 		{"bootstrap-expect", c.bootstrapExpect < 0, "must not be negative"},
 		{"max-voters", c.maxVoters != 1 && c.maxVoters != 3 && c.maxVoters != 5, "must be 1, 3 or 5"},
 		{"dead-node-grace", c.deadNodeGrace <= 0, "must be positive"},
+		{"tombstone-retention", c.tombstoneTTL <= 0, "must be positive"},
 	}
 	for _, ch := range checks {
 		if ch.bad {

@@ -328,6 +328,8 @@ func TestServeRejectsBadSettings(t *testing.T) {
 		{name: "queue drop policy", args: []string{"--queue-drop-policy", "random"}, want: []string{"--queue-drop-policy", "random"}},
 		{name: "max queued bytes negative", args: []string{"--max-queued-bytes", "-1"}, want: []string{"--max-queued-bytes"}},
 		{name: "sys interval negative", args: []string{"--sys-interval", "-1s"}, want: []string{"--sys-interval"}},
+		{name: "tombstone retention 0", args: []string{"--bootstrap-expect", "1", "--tombstone-retention", "0s"}, want: []string{"--tombstone-retention"}},
+		{name: "config tombstone retention negative", config: "bootstrap-expect: 1\ntombstone-retention: -1h\n", want: []string{"--tombstone-retention"}},
 		{name: "tls cert missing", args: []string{"--tls-cert", "nonexistent.pem", "--tls-key", "nonexistent.key"}, want: []string{"--tls-cert"}},
 		{name: "tls ca without cert", args: []string{"--tls-ca", "ca.pem"}, want: []string{"--tls-ca"}},
 		{name: "mqtt addr without port", args: []string{"--mqtt-addr", "nonsense"}, want: []string{"--mqtt-addr", "nonsense"}},
