@@ -11,6 +11,13 @@
 // One TCP port (--peer-addr) carries both Raft and gRPC: a Raft connection starts
 // with the byte 'R', which an HTTP/2 connection never does.
 //
-// Lock order: Cluster.mu -> peer.mu; routeBatcher.mu -> the route table's locks.
-// No lock is held across network I/O.
+// Messages for a node that is down, or does not accept them within
+// Config.ForwardTimeout, are held on disk in the session store's spool and drained
+// to it, oldest first, once it is back (held.go, peer.go); the receiver skips what
+// it applied already (server.go).
+//
+// Lock order: Cluster.mu -> peer.mu -> session.Spool's lock -> the store's
+// committer, and -> releaser.mu; routeBatcher.mu -> the route table's locks; a
+// sender's lock in appliedBatches -> appliedBatches.mu. No lock is held across
+// network I/O or a wait for the disk.
 package cluster

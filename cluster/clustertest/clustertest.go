@@ -145,6 +145,7 @@ func (nd *Node) start() {
 	if err != nil {
 		t.Fatalf("%s: open store: %v", nd.Name, err)
 	}
+	cc.Store = store // the node's own: what it holds for unreachable nodes survives Restart
 	cl, err := cluster.New(cc)
 	if err != nil {
 		t.Fatalf("%s: cluster: %v", nd.Name, err)
