@@ -111,6 +111,11 @@ func (s clusterSource) ClusterStats() metrics.ClusterStats {
 		Forwarded:    map[string]uint64{},
 		ReceivedFrom: map[string]uint64{},
 		Routes:       st.Routes,
+		Held:         map[string]metrics.HeldStats{},
+	}
+	for _, h := range st.Held {
+		out.Held[h.Node] = metrics.HeldStats{Messages: h.Messages, Bytes: h.Bytes, Spooled: h.Spooled, Dropped: h.Dropped,
+			Purged: h.Purged, Timeouts: h.Timeouts, DiscardedQoS0: h.DiscardedQoS0}
 	}
 	if out.Leader {
 		out.LastContact = 0
