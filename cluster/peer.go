@@ -64,7 +64,9 @@ type sentBatch struct {
 // memory and their publishers are answered when the peer accepts them. Spooling:
 // deliveries go to the spool on disk, behind what it holds, and their publishers
 // are answered once the write is durable; the sender drains the spool oldest first
-// and returns to streaming once it is empty. A peer spools while gossip says it is
+// and returns to streaming once all of it is on the wire (records leave the spool
+// as the peer acknowledges them; a stream that ends before that makes the peer
+// spool again, so nothing overtakes them). A peer spools while gossip says it is
 // down, after a delivery was not accepted within Config.ForwardTimeout, and from
 // the start when the spool holds messages for it (from before a restart).
 type peer struct {
@@ -290,6 +292,12 @@ func (p *peer) stream() error {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	p.mu.Lock()
+	if !p.spooling && p.c.spool.Depth(p.name) > 0 {
+		// The last stream ended with records from the spool not acknowledged, after
+		// the peer went back to streaming: they go first again, and what followed
+		// them in memory goes behind them in the spool.
+		p.spillLocked()
+	}
 	p.cancel = cancel
 	gen := p.c.streams.Add(1)
 	// Batches from memory go again as they were; those from the spool are read
@@ -335,13 +343,15 @@ func (p *peer) stream() error {
 		p.mu.Lock()
 		var msg *peerpb.ForwardBatch
 		if p.spooling {
-			if p.c.spool.Depth(p.name) == 0 {
-				// Drained: back to streaming. Appends happen under p.mu, so none
-				// can slip in behind this check.
+			if p.c.spool.Last(p.name) <= after {
+				// Everything held is on this stream, or acknowledged: back to
+				// streaming, behind it on the same stream, so order holds. (Waiting
+				// for an empty spool could take forever under steady load.) Appends
+				// happen under p.mu: none can slip in behind this check.
 				p.spooling = false
 				p.mu.Unlock()
 				if after > 0 {
-					p.c.log.Info("delivered the messages held for a node", "member", p.name)
+					p.c.log.Info("sent a node the messages held for it: streaming again", "member", p.name)
 				}
 				continue
 			}

@@ -375,6 +375,16 @@ func (s *Spool) Depth(peer string) int {
 	return 0
 }
 
+// Last returns the seq of peer's newest record, 0 when none is held.
+func (s *Spool) Last(peer string) uint64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if p := s.peers[peer]; p != nil && p.depth() > 0 {
+		return p.recs[len(p.recs)-1].seq
+	}
+	return 0
+}
+
 // Peers returns the peers with records held, sorted.
 func (s *Spool) Peers() []string {
 	s.mu.Lock()

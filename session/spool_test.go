@@ -89,8 +89,8 @@ func TestSpoolAppendReadDelete(t *testing.T) {
 		if got := payloads(spoolRead(t, sp, "n3")); !slices.Equal(got, []string{"m4", "m5"}) {
 			t.Fatalf("got %v", got)
 		}
-		if d := sp.Depth("n3"); d != 2 {
-			t.Fatalf("depth %d", d)
+		if d, last := sp.Depth("n3"), sp.Last("n3"); d != 2 || last != seqs[4] {
+			t.Fatalf("depth %d, last %d (want 2, %d)", d, last, seqs[4])
 		}
 		if tk := sp.Delete("n3", seqs[2]); tk != 0 {
 			t.Fatalf("deleting again wrote (ticket %d)", tk)
@@ -98,6 +98,9 @@ func TestSpoolAppendReadDelete(t *testing.T) {
 		storeWait(t, st, sp.Delete("n3", seqs[4]))
 		if got := spoolRead(t, sp, "n3"); len(got) != 0 {
 			t.Fatalf("left %v", payloads(got))
+		}
+		if last := sp.Last("n3"); last != 0 {
+			t.Fatalf("last %d with nothing held", last)
 		}
 		if got := sp.Peers(); !slices.Equal(got, []string{"n2"}) {
 			t.Fatalf("peers %v", got)
