@@ -237,6 +237,3 @@ func (c *Cluster) clearMissing(seen map[string]bool, before int64) int {
 	}
 	return len(stale)
 }
-
-// errClosing reports work refused because the cluster is closing.
-var errClosing = errors.New("cluster: closing")

@@ -77,14 +77,22 @@ type Cluster struct {
 	routes  *routeBatcher
 	members *memberState
 
-	mu    sync.Mutex       // guards peers
+	mu    sync.Mutex       // guards peers; held while spooling for a node without a peer
 	peers map[string]*peer // by node name
 
-	pulls       pulls  // retained-set pulls from other members (catchup.go)
+	pulls    pulls          // retained-set pulls from other members (catchup.go)
+	spool    *session.Spool // messages held for nodes that cannot take them
+	releaser *releaser      // answers their publishers once on disk
+
 	incarnation string // distinguishes this run's forward batches from a previous run's
-	applied     *appliedBatches
-	pickRR      sync.Map // shared key -> *atomic.Uint64, round-robin position
-	stats       forwardStats
+	// batchIDs and streams number this run's forward batches and streams, to every
+	// peer: a receiver compares them within one incarnation, so they must never go
+	// back, also when a peer is replaced (a node that moved, or was purged and
+	// came back).
+	batchIDs, streams atomic.Uint64
+	applied           *appliedBatches
+	pickRR            sync.Map // shared key -> *atomic.Uint64, round-robin position
+	stats             forwardStats
 
 	started time.Time
 	stop    chan struct{}
@@ -105,6 +113,13 @@ func New(cfg Config) (*Cluster, error) {
 		log = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
 	log = log.With("node", cfg.NodeName)
+	spool, err := session.OpenSpool(cfg.Store, cfg.Spool)
+	if err != nil {
+		return nil, fmt.Errorf("cluster: %w", err)
+	}
+	if held := spool.Peers(); len(held) > 0 {
+		log.Info("holding messages for nodes from before the restart", "members", held)
+	}
 	ln, err := net.Listen("tcp", cfg.PeerAddr)
 	if err != nil {
 		return nil, fmt.Errorf("peer addr: %w", err)
@@ -123,6 +138,8 @@ func New(cfg Config) (*Cluster, error) {
 		peerLn:      ln,
 		peerAddr:    net.JoinHostPort(advHost, strconv.Itoa(port)),
 		peers:       make(map[string]*peer),
+		spool:       spool,
+		releaser:    newReleaser(cfg.Store),
 		incarnation: cfg.NodeName + "#" + strconv.FormatUint(rand.Uint64(), 36),
 		applied:     newAppliedBatches(),
 		stop:        make(chan struct{}),
@@ -189,8 +206,10 @@ func (c *Cluster) Start(local Local) error {
 		c.shutdownTransport()
 		return err
 	}
-	c.wg.Add(5)
+	c.wg.Add(7)
 	go func() { defer c.wg.Done(); c.routes.run(c.stop) }()
+	go func() { defer c.wg.Done(); c.releaser.run(c.stop) }()
+	go func() { defer c.wg.Done(); c.forwardWatchLoop() }()
 	go func() { defer c.wg.Done(); c.joinLoop() }()
 	go func() { defer c.wg.Done(); c.manageLoop() }()
 	go func() { defer c.wg.Done(); c.rejoinLoop() }()
@@ -350,6 +369,21 @@ type forwardStats struct {
 	mu   sync.Mutex
 	sent map[string]*atomic.Uint64
 	recv map[string]*atomic.Uint64
+	// timeouts counts the forward timeouts (the peer did not accept in time),
+	// discarded the QoS 0 messages not held for a peer that could not take them,
+	// purged the held messages dropped with a purged node.
+	timeouts, discarded, purged map[string]*atomic.Uint64
+}
+
+// snapshot returns the values of one counter map.
+func (s *forwardStats) snapshot(m *map[string]*atomic.Uint64) map[string]uint64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make(map[string]uint64, len(*m))
+	for n, v := range *m {
+		out[n] = v.Load()
+	}
+	return out
 }
 
 func (s *forwardStats) counter(m *map[string]*atomic.Uint64, peer string) *atomic.Uint64 {

@@ -6,6 +6,8 @@ import (
 	"log/slog"
 	"net"
 	"time"
+
+	"github.com/skein-mq/skein/session"
 )
 
 // Config configures a cluster node. Start from DefaultConfig.
@@ -41,6 +43,24 @@ type Config struct {
 	TombstoneRetention time.Duration
 	// DataDir holds the Raft log, stable store and snapshots.
 	DataDir string
+	// Store is the node's session store. Messages for a node that is down or does
+	// not accept them in time are held in its spool (session.Spool), so the
+	// publisher's acknowledgement, sent once that write is durable, survives a
+	// restart of this node. Required.
+	Store *session.Store
+	// Spool bounds what is held on disk for each node (default
+	// session.DefaultSpoolConfig: 100000 messages, 256 MiB); past a bound the
+	// oldest are dropped and counted.
+	Spool session.SpoolConfig
+	// ForwardTimeout is how long a QoS 1/2 message may wait for a live node to
+	// accept it before it is held in the spool instead and its publisher answered
+	// (default 5s). It covers a node that gossip still sees alive but whose peer
+	// port is unreachable or stalled, which would otherwise hold the publisher
+	// forever. It is well above a healthy acceptance (one fsync on the receiver,
+	// milliseconds) and above Raft's heartbeat (1s), and about as long as gossip
+	// takes to declare a crashed node dead (LAN probes every second, suspicion ~4s),
+	// so a publisher waits about that long at most whichever notices first.
+	ForwardTimeout time.Duration
 	// RouteBatchDelay and RouteBatchSize bound how route changes are batched into
 	// one Raft entry.
 	RouteBatchDelay time.Duration
@@ -61,6 +81,8 @@ func DefaultConfig() Config {
 		TombstoneRetention: 24 * time.Hour,
 		RouteBatchDelay:    5 * time.Millisecond,
 		RouteBatchSize:     1000,
+		Spool:              session.DefaultSpoolConfig(),
+		ForwardTimeout:     5 * time.Second,
 	}
 }
 
@@ -89,6 +111,15 @@ func (c *Config) Validate() error {
 	}
 	if c.DataDir == "" {
 		errs = append(errs, errors.New("data dir: must not be empty"))
+	}
+	if c.Store == nil {
+		errs = append(errs, errors.New("store: must be set (messages for unreachable nodes are held in it)"))
+	}
+	if err := c.Spool.Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	if c.ForwardTimeout <= 0 {
+		errs = append(errs, fmt.Errorf("forward timeout %v: must be positive", c.ForwardTimeout))
 	}
 	if c.RouteBatchDelay <= 0 || c.RouteBatchSize < 1 {
 		errs = append(errs, fmt.Errorf("route batch: delay %v and size %d must be positive", c.RouteBatchDelay, c.RouteBatchSize))

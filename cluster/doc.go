@@ -16,6 +16,15 @@
 // set (catchup.go), with a rule for absences longer than the tombstone retention
 // (absence.go).
 //
-// Lock order: Cluster.mu -> peer.mu; routeBatcher.mu -> the route table's locks;
-// pulls.mu and memberState.mu are taken alone. No lock is held across network I/O.
+// Messages for a node that is down, or does not accept them within
+// Config.ForwardTimeout, are held on disk in the session store's spool and drained
+// to it, oldest first, once it is back (held.go, peer.go); the receiver skips what
+// it applied already (server.go). A session taken over by another node relays what
+// still reaches it there on the same stream (relay.go).
+//
+// Lock order: Cluster.mu -> peer.mu -> session.Spool's lock -> the store's
+// committer, and -> releaser.mu; routeBatcher.mu -> the route table's locks; a
+// sender's lock in appliedBatches -> appliedBatches.mu; pulls.mu and
+// memberState.mu are taken alone. No lock is held across network I/O or a wait
+// for the disk.
 package cluster

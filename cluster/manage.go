@@ -34,6 +34,7 @@ func (c *Cluster) manageLoop() {
 		if c.raft.State() == raft.Leader {
 			c.reconcile()
 		}
+		c.expireHeld()
 	}
 }
 

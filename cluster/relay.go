@@ -27,17 +27,13 @@ func (c *Cluster) Relay(to, clientID string, d *session.Delivery) <-chan error {
 			r.SubIds = append(r.SubIds, int64(id))
 		}
 	}
-	p, err := c.peer(to)
-	if err != nil {
-		return failed(err)
-	}
 	var done func(error)
 	var ch chan error
 	if d != nil && d.QoS > 0 {
 		ch = make(chan error, 1)
 		done = func(err error) { ch <- err }
 	}
-	p.enqueue(&peerpb.Delivery{Message: data, Relay: r}, done)
+	c.enqueueTo(to, &peerpb.Delivery{Message: data, Relay: r}, done)
 	if ch == nil {
 		return nil
 	}

@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"context"
+	"errors"
 	"sync"
 	"time"
 
@@ -20,77 +21,194 @@ type server struct {
 	c *Cluster
 }
 
-// appliedBatches remembers, per sending run, the last forward batch applied, so a
-// batch sent again after a reconnect is acknowledged without delivering it twice.
+// appliedBatches remembers what each sender had applied here, so a delivery that
+// comes again is acknowledged without delivering it twice: per sending run
+// (incarnation), the last forward batch (a batch sent again after a reconnect)
+// and the latest stream (batches of earlier ones are refused);
+// per sending node, the last record of its spool (a batch sent from the spool
+// again after the sender restarted, with a new incarnation). Each mark keeps the
+// store ticket of what it applied: the acknowledgement of a skipped delivery waits
+// for it, as the first one's did, or should have had its stream not ended.
+//
+// It is memory only: after a restart of this node a sender's unacknowledged
+// batches may be applied again (a QoS 1 duplicate; for QoS 2, as when a node
+// crashes with a batch in flight).
 type appliedBatches struct {
-	mu   sync.Mutex
-	last map[string]uint64
+	mu      sync.Mutex // guards the maps
+	last    map[string]appliedMark
+	spool   map[string]spoolMark
+	senders map[string]*sync.Mutex
 }
 
-func newAppliedBatches() *appliedBatches { return &appliedBatches{last: map[string]uint64{}} }
+type appliedMark struct{ id, ticket, stream uint64 }
 
-func (a *appliedBatches) seen(from string, id uint64) bool {
+// errStaleStream refuses a batch of a forward stream the sender has replaced: the
+// later stream carries what it did.
+var errStaleStream = errors.New("cluster: batch of a replaced forward stream")
+
+// enter admits a batch of stream of run from, and reports false when a later
+// stream of that run has been seen.
+func (a *appliedBatches) enter(from string, stream uint64) bool {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	return id <= a.last[from]
+	m := a.last[from]
+	if stream < m.stream {
+		return false
+	}
+	m.stream = stream
+	a.last[from] = m
+	return true
 }
 
-func (a *appliedBatches) mark(from string, id uint64) {
+// spoolMark is the last record applied from one sender's spool (spool ids change
+// only with its data file, when its seqs start again).
+type spoolMark struct {
+	id          string
+	seq, ticket uint64
+}
+
+func newAppliedBatches() *appliedBatches {
+	return &appliedBatches{last: map[string]appliedMark{}, spool: map[string]spoolMark{}, senders: map[string]*sync.Mutex{}}
+}
+
+// sender returns the lock that makes one sending node's batches apply one at a
+// time: a stream ended by a forward timeout may still be applying its batch while
+// the sender's next stream brings the same deliveries from its spool.
+func (a *appliedBatches) sender(name string) *sync.Mutex {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	if id > a.last[from] {
-		a.last[from] = id
+	l := a.senders[name]
+	if l == nil {
+		l = new(sync.Mutex)
+		a.senders[name] = l
+	}
+	return l
+}
+
+// seen reports whether batch id of run from was applied, and its ticket.
+func (a *appliedBatches) seen(from string, id uint64) (bool, uint64) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	m, ok := a.last[from]
+	return ok && id <= m.id, m.ticket
+}
+
+func (a *appliedBatches) mark(from string, id, ticket uint64) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if m := a.last[from]; id > m.id {
+		m.id, m.ticket = id, max(ticket, m.ticket)
+		a.last[from] = m
+	}
+}
+
+// spoolSeen reports whether record seq of sender's spool id was applied, and the
+// ticket to wait for.
+func (a *appliedBatches) spoolSeen(sender, id string, seq uint64) (bool, uint64) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	m, ok := a.spool[sender]
+	return ok && m.id == id && seq <= m.seq, m.ticket
+}
+
+func (a *appliedBatches) markSpool(sender, id string, seq, ticket uint64) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	m, ok := a.spool[sender]
+	if !ok || m.id != id {
+		a.spool[sender] = spoolMark{id: id, seq: seq, ticket: ticket}
+		return
+	}
+	if seq > m.seq {
+		a.spool[sender] = spoolMark{id: id, seq: seq, ticket: max(ticket, m.ticket)}
 	}
 }
 
 // Forward receives batches from one peer, delivers them locally in order, and
 // acknowledges each once its deliveries are durable for persistent sessions.
 func (s *server) Forward(stream peerpb.Peer_ForwardServer) error {
-	c := s.c
 	for {
 		b, err := stream.Recv()
 		if err != nil {
 			return err
 		}
-		ack := &peerpb.ForwardAck{Id: b.Id}
-		if !c.applied.seen(b.From, b.Id) {
-			var ticket uint64
-			for _, d := range b.Deliveries {
-				if r := d.Relay; r != nil {
-					t, err := c.receiveRelay(stream.Context(), r, d.Message)
-					if err != nil {
-						ack.Error = err.Error()
-					}
-					ticket = max(ticket, t)
-					continue
-				}
-				m, err := session.UnmarshalMessage(d.Message)
-				if err != nil {
-					ack.Error = "corrupt message: " + err.Error()
-					continue
-				}
-				m.Stamp = d.Stamp
-				if d.Retained {
-					t, err := c.local.StoreRetained(m)
-					if err != nil {
-						ack.Error = err.Error()
-					}
-					ticket = max(ticket, t)
-				}
-				if d.Deliver {
-					ticket = max(ticket, c.local.DeliverRemote(m, d.Shared))
-				}
-			}
-			if err := c.local.WaitDurable(stream.Context(), ticket); err != nil && ack.Error == "" {
-				ack.Error = err.Error()
-			}
-			c.applied.mark(b.From, b.Id)
-			c.stats.counter(&c.stats.recv, senderName(b.From)).Add(uint64(len(b.Deliveries)))
+		lock := s.c.applied.sender(senderName(b.From))
+		lock.Lock()
+		if !s.c.applied.enter(b.From, b.Stream) {
+			lock.Unlock()
+			return errStaleStream
 		}
+		ack := s.apply(stream.Context(), b)
+		lock.Unlock()
 		if err := stream.Send(ack); err != nil {
 			return err
 		}
 	}
+}
+
+// apply delivers one batch, skipping what was applied before, and waits until it
+// is durable.
+func (s *server) apply(ctx context.Context, b *peerpb.ForwardBatch) *peerpb.ForwardAck {
+	c := s.c
+	ack := &peerpb.ForwardAck{Id: b.Id}
+	sender := senderName(b.From)
+	if seen, t := c.applied.seen(b.From, b.Id); seen {
+		if err := c.local.WaitDurable(ctx, t); err != nil {
+			ack.Error = err.Error()
+		}
+		return ack
+	}
+	var ticket, spoolTo uint64
+	applied := 0
+	for _, d := range b.Deliveries {
+		if d.SentFrom != "" {
+			if seen, t := c.applied.seen(d.SentFrom, d.SentBatch); seen {
+				ticket = max(ticket, t)
+				continue
+			}
+		}
+		if d.SpoolSeq != 0 && b.SpoolId != "" {
+			spoolTo = max(spoolTo, d.SpoolSeq)
+			if seen, t := c.applied.spoolSeen(sender, b.SpoolId, d.SpoolSeq); seen {
+				ticket = max(ticket, t)
+				continue
+			}
+		}
+		applied++
+		if r := d.Relay; r != nil {
+			t, err := c.receiveRelay(ctx, r, d.Message)
+			if err != nil {
+				ack.Error = err.Error()
+			}
+			ticket = max(ticket, t)
+			continue
+		}
+		m, err := session.UnmarshalMessage(d.Message)
+		if err != nil {
+			ack.Error = "corrupt message: " + err.Error()
+			continue
+		}
+		m.Stamp = d.Stamp
+		if d.Retained {
+			t, err := c.local.StoreRetained(m)
+			if err != nil {
+				ack.Error = err.Error()
+			}
+			ticket = max(ticket, t)
+		}
+		if d.Deliver {
+			ticket = max(ticket, c.local.DeliverRemote(m, d.Shared))
+		}
+	}
+	if err := c.local.WaitDurable(ctx, ticket); err != nil && ack.Error == "" {
+		ack.Error = err.Error()
+	}
+	c.applied.mark(b.From, b.Id, ticket)
+	if spoolTo != 0 {
+		c.applied.markSpool(sender, b.SpoolId, spoolTo, ticket)
+	}
+	c.stats.counter(&c.stats.recv, sender).Add(uint64(applied))
+	return ack
 }
 
 // senderName strips the run suffix of a sender's incarnation.

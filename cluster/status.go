@@ -3,6 +3,7 @@ package cluster
 import (
 	"sort"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -36,6 +37,29 @@ type Status struct {
 	Routes       int            `json:"routes"`
 	// PendingRouteChanges are this node's route changes not yet committed.
 	PendingRouteChanges int `json:"pending_route_changes"`
+	// Held lists, per node, the messages this node holds on disk for it (it is
+	// down or did not accept them in time) and what became of those it could not
+	// take, for every node that has had any since this node started; sorted by
+	// node.
+	Held []HeldStatus `json:"held"`
+}
+
+// HeldStatus is what one node (possibly not a gossip member any more) has had held
+// for it. Counters count since this node started.
+type HeldStatus struct {
+	Node string `json:"node"`
+	// Messages and Bytes are held in the spool now.
+	Messages int   `json:"messages"`
+	Bytes    int64 `json:"bytes"`
+	// Spooled counts messages written to the spool; Dropped those dropped from it,
+	// oldest first, past its bounds; Purged those deleted with the node's routes.
+	Spooled uint64 `json:"spooled"`
+	Dropped uint64 `json:"dropped"`
+	Purged  uint64 `json:"purged"`
+	// Timeouts counts the times the node did not accept messages within the
+	// forward timeout; DiscardedQoS0 the QoS 0 messages not held for it.
+	Timeouts      uint64 `json:"forward_timeouts"`
+	DiscardedQoS0 uint64 `json:"discarded_qos0"`
 }
 
 // Status reports the cluster.
@@ -74,5 +98,41 @@ func (c *Cluster) Status() Status {
 		st.Members = append(st.Members, m)
 	}
 	sort.Slice(st.Members, func(i, j int) bool { return st.Members[i].Name < st.Members[j].Name })
+	st.Held = c.heldStatus()
 	return st
+}
+
+// heldStatus gathers the spool's figures and the forward counters per node.
+func (c *Cluster) heldStatus() []HeldStatus {
+	byNode := map[string]*HeldStatus{}
+	get := func(n string) *HeldStatus {
+		h := byNode[n]
+		if h == nil {
+			h = &HeldStatus{Node: n}
+			byNode[n] = h
+		}
+		return h
+	}
+	for n, s := range c.spool.Stats() {
+		h := get(n)
+		h.Messages, h.Bytes, h.Spooled, h.Dropped = s.Depth, s.Bytes, s.Spooled, s.Dropped
+	}
+	for _, f := range []struct {
+		m   *map[string]*atomic.Uint64
+		set func(*HeldStatus, uint64)
+	}{
+		{&c.stats.timeouts, func(h *HeldStatus, v uint64) { h.Timeouts = v }},
+		{&c.stats.discarded, func(h *HeldStatus, v uint64) { h.DiscardedQoS0 = v }},
+		{&c.stats.purged, func(h *HeldStatus, v uint64) { h.Purged = v }},
+	} {
+		for n, v := range c.stats.snapshot(f.m) {
+			f.set(get(n), v)
+		}
+	}
+	out := make([]HeldStatus, 0, len(byNode))
+	for _, h := range byNode {
+		out = append(out, *h)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Node < out[j].Node })
+	return out
 }

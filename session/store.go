@@ -29,6 +29,7 @@ const FormatVersion = 1
 //	    subs/<filter>      -> subscription options
 //	    out/<seq>          -> a queued or inflight delivery; its packet id is PacketID(seq)
 //	    in/<packet id>     -> an incoming QoS 2 id awaiting PUBREL
+//	spool/<peer>/<seq>     -> messages held for an unreachable cluster node (spool.go)
 var (
 	bucketMeta     = []byte("meta")
 	bucketRetained = []byte("retained")

@@ -149,6 +149,7 @@ func (nd *Node) start() {
 	if err != nil {
 		t.Fatalf("%s: open store: %v", nd.Name, err)
 	}
+	cc.Store = store // the node's own: what it holds for unreachable nodes survives Restart
 	cl, err := cluster.New(cc)
 	if err != nil {
 		t.Fatalf("%s: cluster: %v", nd.Name, err)
@@ -233,6 +234,31 @@ func (nd *Node) Heal() {
 	nd.t.Helper()
 	nd.needNet("Heal")
 	nd.net.heal(nd.ep)
+}
+
+// CutPeer cuts the node's peer port (gRPC and Raft) off while its gossip flows:
+// gossip sees it alive, but connections to the port are refused and open ones
+// reset. Its own calls out still go through (see net.go). HealPeer ends it.
+func (nd *Node) CutPeer() {
+	nd.t.Helper()
+	nd.needNet("CutPeer")
+	nd.net.cutPeer(nd.ep)
+}
+
+// StallPeer makes the node's peer port swallow traffic, in both directions, on
+// open connections and new ones, without failing them: a stalled network, which
+// only a timeout notices. Gossip flows. HealPeer lets the held bytes go on.
+func (nd *Node) StallPeer() {
+	nd.t.Helper()
+	nd.needNet("StallPeer")
+	nd.net.stallPeer(nd.ep)
+}
+
+// HealPeer ends CutPeer and StallPeer.
+func (nd *Node) HealPeer() {
+	nd.t.Helper()
+	nd.needNet("HealPeer")
+	nd.net.healPeer(nd.ep)
 }
 
 // Move gives a stopped node new gossip and peer addresses for its next Restart,

@@ -35,6 +35,11 @@ type network struct {
 
 	mu   sync.Mutex
 	down map[string]bool // node IP -> cut off or killed
+	// peerCut and peerStall hold the nodes whose peer port alone is cut off
+	// (connections refused and reset) or stalled (bytes held, nothing answered);
+	// a stall's channel is closed when it ends.
+	peerCut   map[string]bool
+	peerStall map[string]chan struct{}
 	// holds are the cut-off nodes for which gossip TCP is refused everywhere (a
 	// killed node holds it only while it shuts down).
 	holds   map[string]bool
@@ -46,7 +51,7 @@ type network struct {
 var nextIP atomic.Uint32
 
 func newNetwork(t testing.TB) *network {
-	n := &network{t: t, down: map[string]bool{}, holds: map[string]bool{}}
+	n := &network{t: t, down: map[string]bool{}, holds: map[string]bool{}, peerCut: map[string]bool{}, peerStall: map[string]chan struct{}{}}
 	t.Cleanup(n.close)
 	return n
 }
@@ -65,6 +70,53 @@ func (n *network) isDown(ip string) bool {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	return n.down[ip]
+}
+
+func (n *network) peerBlocked(ip string) bool {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.down[ip] || n.peerCut[ip]
+}
+
+// stalled returns a channel closed when the node's peer port stall ends, or nil
+// when it is not stalled.
+func (n *network) stalled(ip string) <-chan struct{} {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if ch, ok := n.peerStall[ip]; ok {
+		return ch
+	}
+	return nil
+}
+
+// cutPeer refuses connections to the node's peer port and resets the open ones;
+// gossip is untouched.
+func (n *network) cutPeer(ep *endpoint) {
+	n.mu.Lock()
+	n.peerCut[ep.ip] = true
+	n.mu.Unlock()
+	ep.peer.reset()
+}
+
+// stallPeer holds every byte to and from the node's peer port from now on, on open
+// connections and new ones, as a network that drops packets silently would.
+func (n *network) stallPeer(ep *endpoint) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if _, ok := n.peerStall[ep.ip]; !ok {
+		n.peerStall[ep.ip] = make(chan struct{})
+	}
+}
+
+// healPeer ends cutPeer and stallPeer; held bytes flow on.
+func (n *network) healPeer(ep *endpoint) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	delete(n.peerCut, ep.ip)
+	if ch, ok := n.peerStall[ep.ip]; ok {
+		close(ch)
+		delete(n.peerStall, ep.ip)
+	}
 }
 
 func (n *network) gossipTCPBlocked() bool {
@@ -117,8 +169,8 @@ func (n *network) newEndpoint() *endpoint {
 		}
 		ep.gossipPort, ep.peerPort = port, peerPort
 		target := func(p int) string { return net.JoinHostPort(ip, strconv.Itoa(p)) }
-		ep.gossipTCP = newTCPProxy(gt, target(port), true, func() bool { return n.isDown(ip) || n.gossipTCPBlocked() })
-		ep.peer = newTCPProxy(pt, target(peerPort), false, func() bool { return n.isDown(ip) })
+		ep.gossipTCP = newTCPProxy(gt, target(port), true, func() bool { return n.isDown(ip) || n.gossipTCPBlocked() }, nil)
+		ep.peer = newTCPProxy(pt, target(peerPort), false, func() bool { return n.peerBlocked(ip) }, func() <-chan struct{} { return n.stalled(ip) })
 		ep.gossipUDP = newUDPProxy(gu, target(port), func(from string) bool { return n.isDown(ip) || n.isDown(from) })
 		break
 	}
@@ -194,11 +246,14 @@ func (ep *endpoint) close() {
 }
 
 // tcpProxy forwards the connections of one listener to target, unless blocked.
+// While stall (if set) returns a channel, bytes wait for it to close.
 type tcpProxy struct {
 	ln      net.Listener
 	target  string
 	blocked func() bool
+	stall   func() <-chan struct{}
 	gossip  bool
+	closing chan struct{}
 
 	mu    sync.Mutex // guards conns, closed
 	conns map[net.Conn]bool
@@ -206,8 +261,8 @@ type tcpProxy struct {
 	wg    sync.WaitGroup
 }
 
-func newTCPProxy(ln net.Listener, target string, gossip bool, blocked func() bool) *tcpProxy {
-	p := &tcpProxy{ln: ln, target: target, gossip: gossip, blocked: blocked, conns: map[net.Conn]bool{}}
+func newTCPProxy(ln net.Listener, target string, gossip bool, blocked func() bool, stall func() <-chan struct{}) *tcpProxy {
+	p := &tcpProxy{ln: ln, target: target, gossip: gossip, blocked: blocked, stall: stall, closing: make(chan struct{}), conns: map[net.Conn]bool{}}
 	p.wg.Add(1)
 	go p.accept()
 	return p
@@ -255,13 +310,40 @@ func (p *tcpProxy) track(cs ...net.Conn) bool {
 
 func (p *tcpProxy) pipe(dst, src net.Conn) {
 	defer p.wg.Done()
-	_, _ = io.Copy(dst, src) // ends when either side closes or is reset
+	if p.stall == nil {
+		_, _ = io.Copy(dst, src) // ends when either side closes or is reset
+	} else {
+		p.stallingCopy(dst, src)
+	}
 	dst.Close()
 	src.Close()
 	p.mu.Lock()
 	delete(p.conns, dst)
 	delete(p.conns, src)
 	p.mu.Unlock()
+}
+
+// stallingCopy is io.Copy that holds what it read while the proxy is stalled.
+func (p *tcpProxy) stallingCopy(dst, src net.Conn) {
+	buf := make([]byte, 32<<10)
+	for {
+		n, err := src.Read(buf)
+		if n > 0 {
+			if gate := p.stall(); gate != nil {
+				select {
+				case <-gate:
+				case <-p.closing:
+					return
+				}
+			}
+			if _, err := dst.Write(buf[:n]); err != nil {
+				return
+			}
+		}
+		if err != nil {
+			return
+		}
+	}
 }
 
 // reset closes every open connection hard.
@@ -279,6 +361,9 @@ func (p *tcpProxy) reset() {
 // Close stops the proxy and waits for its goroutines.
 func (p *tcpProxy) Close() error {
 	p.mu.Lock()
+	if !p.done { // a moved node's proxies are closed twice
+		close(p.closing)
+	}
 	p.done = true
 	p.mu.Unlock()
 	err := p.ln.Close()

@@ -41,9 +41,21 @@ type Delivery struct {
 	Deliver  bool `protobuf:"varint,4,opt,name=deliver,proto3" json:"deliver,omitempty"`
 	// stamp orders concurrent retained writes to one topic (hybrid logical clock).
 	Stamp int64 `protobuf:"varint,5,opt,name=stamp,proto3" json:"stamp,omitempty"`
+	// spool_seq is the delivery's record in the sender's spool (the messages it held
+	// on disk while the receiver was unreachable), 0 when it comes from memory. Seqs
+	// increase in the order the deliveries were spooled, and across the sender's
+	// restarts: the receiver skips one at or below the last it applied from that
+	// sender's spool (ForwardBatch.spool_id), so a batch sent before the sender
+	// crashed and sent again from its spool after the restart is applied once.
+	SpoolSeq uint64 `protobuf:"varint,6,opt,name=spool_seq,json=spoolSeq,proto3" json:"spool_seq,omitempty"`
+	// sent_from and sent_batch name the batch (sender incarnation, batch id) that
+	// carried this delivery before it was spooled, when it had been sent without an
+	// acknowledgement in time: the receiver skips it if it applied that batch.
+	SentFrom  string `protobuf:"bytes,7,opt,name=sent_from,json=sentFrom,proto3" json:"sent_from,omitempty"`
+	SentBatch uint64 `protobuf:"varint,8,opt,name=sent_batch,json=sentBatch,proto3" json:"sent_batch,omitempty"`
 	// relay, when set, makes this a delivery to one session that moved from the
 	// sending node to the receiving one (see Relay): not routed by topic.
-	Relay         *Relay `protobuf:"bytes,6,opt,name=relay,proto3" json:"relay,omitempty"`
+	Relay         *Relay `protobuf:"bytes,9,opt,name=relay,proto3" json:"relay,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -109,6 +121,27 @@ func (x *Delivery) GetDeliver() bool {
 func (x *Delivery) GetStamp() int64 {
 	if x != nil {
 		return x.Stamp
+	}
+	return 0
+}
+
+func (x *Delivery) GetSpoolSeq() uint64 {
+	if x != nil {
+		return x.SpoolSeq
+	}
+	return 0
+}
+
+func (x *Delivery) GetSentFrom() string {
+	if x != nil {
+		return x.SentFrom
+	}
+	return ""
+}
+
+func (x *Delivery) GetSentBatch() uint64 {
+	if x != nil {
+		return x.SentBatch
 	}
 	return 0
 }
@@ -210,10 +243,20 @@ func (x *Relay) GetEnd() bool {
 }
 
 type ForwardBatch struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Id            uint64                 `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"`
-	From          string                 `protobuf:"bytes,2,opt,name=from,proto3" json:"from,omitempty"`
-	Deliveries    []*Delivery            `protobuf:"bytes,3,rep,name=deliveries,proto3" json:"deliveries,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Id    uint64                 `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"`
+	// from is the sender's incarnation: its node name, '#', and a value new at each
+	// start. Batch ids count up within one incarnation.
+	From       string      `protobuf:"bytes,2,opt,name=from,proto3" json:"from,omitempty"`
+	Deliveries []*Delivery `protobuf:"bytes,3,rep,name=deliveries,proto3" json:"deliveries,omitempty"`
+	// spool_id identifies the sender's spool (its data file) when the deliveries come
+	// from it; spool seqs are only compared within one spool id.
+	SpoolId string `protobuf:"bytes,4,opt,name=spool_id,json=spoolId,proto3" json:"spool_id,omitempty"`
+	// stream numbers the sender's forward streams within one incarnation, counting
+	// up. Once the receiver has a batch of a later stream, it refuses batches of
+	// earlier ones: what they carried is sent again on the later stream (from memory,
+	// or from the spool), and a stalled old stream must not apply it a second time.
+	Stream        uint64 `protobuf:"varint,5,opt,name=stream,proto3" json:"stream,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -267,6 +310,20 @@ func (x *ForwardBatch) GetDeliveries() []*Delivery {
 		return x.Deliveries
 	}
 	return nil
+}
+
+func (x *ForwardBatch) GetSpoolId() string {
+	if x != nil {
+		return x.SpoolId
+	}
+	return ""
+}
+
+func (x *ForwardBatch) GetStream() uint64 {
+	if x != nil {
+		return x.Stream
+	}
+	return 0
 }
 
 type ForwardAck struct {
@@ -813,27 +870,33 @@ var File_peer_proto protoreflect.FileDescriptor
 const file_peer_proto_rawDesc = "" +
 	"\n" +
 	"\n" +
-	"peer.proto\x12\rskein.peer.v1\"\xb4\x01\n" +
+	"peer.proto\x12\rskein.peer.v1\"\x8d\x02\n" +
 	"\bDelivery\x12\x18\n" +
 	"\amessage\x18\x01 \x01(\fR\amessage\x12\x16\n" +
 	"\x06shared\x18\x02 \x03(\tR\x06shared\x12\x1a\n" +
 	"\bretained\x18\x03 \x01(\bR\bretained\x12\x18\n" +
 	"\adeliver\x18\x04 \x01(\bR\adeliver\x12\x14\n" +
-	"\x05stamp\x18\x05 \x01(\x03R\x05stamp\x12*\n" +
-	"\x05relay\x18\x06 \x01(\v2\x14.skein.peer.v1.RelayR\x05relay\"\x91\x01\n" +
+	"\x05stamp\x18\x05 \x01(\x03R\x05stamp\x12\x1b\n" +
+	"\tspool_seq\x18\x06 \x01(\x04R\bspoolSeq\x12\x1b\n" +
+	"\tsent_from\x18\a \x01(\tR\bsentFrom\x12\x1d\n" +
+	"\n" +
+	"sent_batch\x18\b \x01(\x04R\tsentBatch\x12*\n" +
+	"\x05relay\x18\t \x01(\v2\x14.skein.peer.v1.RelayR\x05relay\"\x91\x01\n" +
 	"\x05Relay\x12\x1b\n" +
 	"\tclient_id\x18\x01 \x01(\tR\bclientId\x12\x10\n" +
 	"\x03qos\x18\x02 \x01(\rR\x03qos\x12\x16\n" +
 	"\x06retain\x18\x03 \x01(\bR\x06retain\x12\x17\n" +
 	"\asub_ids\x18\x04 \x03(\x03R\x06subIds\x12\x16\n" +
 	"\x06shared\x18\x05 \x01(\tR\x06shared\x12\x10\n" +
-	"\x03end\x18\x06 \x01(\bR\x03end\"k\n" +
+	"\x03end\x18\x06 \x01(\bR\x03end\"\x9e\x01\n" +
 	"\fForwardBatch\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x04R\x02id\x12\x12\n" +
 	"\x04from\x18\x02 \x01(\tR\x04from\x127\n" +
 	"\n" +
 	"deliveries\x18\x03 \x03(\v2\x17.skein.peer.v1.DeliveryR\n" +
-	"deliveries\"2\n" +
+	"deliveries\x12\x19\n" +
+	"\bspool_id\x18\x04 \x01(\tR\aspoolId\x12\x16\n" +
+	"\x06stream\x18\x05 \x01(\x04R\x06stream\"2\n" +
 	"\n" +
 	"ForwardAck\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x04R\x02id\x12\x14\n" +

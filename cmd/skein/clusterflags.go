@@ -13,6 +13,7 @@ import (
 
 	"github.com/skein-mq/skein/cluster"
 	"github.com/skein-mq/skein/node/metrics"
+	"github.com/skein-mq/skein/session"
 )
 
 // clusterOptions are the cluster settings of skein serve; giving --join or
@@ -27,6 +28,9 @@ type clusterOptions struct {
 	maxVoters       int
 	deadNodeGrace   time.Duration
 	tombstoneTTL    time.Duration
+	forwardTimeout  time.Duration
+	spoolMessages   int
+	spoolBytes      int64
 }
 
 func (c *clusterOptions) flags(f *pflag.FlagSet) {
@@ -41,12 +45,16 @@ func (c *clusterOptions) flags(f *pflag.FlagSet) {
 	f.IntVar(&c.maxVoters, "max-voters", def.MaxVoters, "Raft voters (3 or 5); further nodes are non-voters")
 	f.DurationVar(&c.deadNodeGrace, "dead-node-grace", def.DeadNodeGrace, "how long a dead node keeps its routes and held messages before they are purged")
 	f.DurationVar(&c.tombstoneTTL, "tombstone-retention", def.TombstoneRetention, "how long a cleared retained topic is remembered, so a node that was away cannot bring the message back; longer than any outage a node returns from with its data")
+	f.DurationVar(&c.forwardTimeout, "forward-timeout", def.ForwardTimeout, "how long a QoS 1/2 message waits for a live node to accept it before it is held on disk for that node and its publisher answered")
+	f.IntVar(&c.spoolMessages, "peer-spool-max-messages", def.Spool.MaxMessages, "messages held on disk for one node that is down or unreachable; past it the oldest are dropped and counted")
+	f.Int64Var(&c.spoolBytes, "peer-spool-max-bytes", def.Spool.MaxBytes, "bytes held on disk for one node that is down or unreachable; past it the oldest are dropped and counted; 0 for no limit beyond --peer-spool-max-messages")
 }
 
 func (c *clusterOptions) enabled() bool { return len(c.join) > 0 || c.bootstrapExpect > 0 }
 
-// config builds the cluster configuration, naming the flag at fault.
-func (c *clusterOptions) config(dataDir string, log *slog.Logger) (cluster.Config, error) {
+// config builds the cluster configuration, naming the flag at fault. store is the
+// node's session store, which holds the messages for unreachable nodes.
+func (c *clusterOptions) config(dataDir string, store *session.Store, log *slog.Logger) (cluster.Config, error) {
 	cfg := cluster.DefaultConfig()
 	cfg.NodeName = c.nodeName
 	cfg.GossipAddr = c.gossipAddr
@@ -57,6 +65,10 @@ func (c *clusterOptions) config(dataDir string, log *slog.Logger) (cluster.Confi
 	cfg.DeadNodeGrace = c.deadNodeGrace
 	cfg.TombstoneRetention = c.tombstoneTTL
 	cfg.DataDir = dataDir
+	cfg.Store = store
+	cfg.ForwardTimeout = c.forwardTimeout
+	cfg.Spool.MaxMessages = c.spoolMessages
+	cfg.Spool.MaxBytes = c.spoolBytes
 	cfg.Logger = log
 	for _, j := range c.join {
 		if j = strings.TrimSpace(j); j != "" {
@@ -73,6 +85,9 @@ func (c *clusterOptions) config(dataDir string, log *slog.Logger) (cluster.Confi
 		{"max-voters", c.maxVoters != 1 && c.maxVoters != 3 && c.maxVoters != 5, "must be 1, 3 or 5"},
 		{"dead-node-grace", c.deadNodeGrace <= 0, "must be positive"},
 		{"tombstone-retention", c.tombstoneTTL <= 0, "must be positive"},
+		{"forward-timeout", c.forwardTimeout <= 0, "must be positive"},
+		{"peer-spool-max-messages", c.spoolMessages < 1, "must be at least 1"},
+		{"peer-spool-max-bytes", c.spoolBytes < 0, "must not be negative"},
 	}
 	for _, ch := range checks {
 		if ch.bad {
@@ -100,6 +115,11 @@ func (s clusterSource) ClusterStats() metrics.ClusterStats {
 		Forwarded:    map[string]uint64{},
 		ReceivedFrom: map[string]uint64{},
 		Routes:       st.Routes,
+		Held:         map[string]metrics.HeldStats{},
+	}
+	for _, h := range st.Held {
+		out.Held[h.Node] = metrics.HeldStats{Messages: h.Messages, Bytes: h.Bytes, Spooled: h.Spooled, Dropped: h.Dropped,
+			Purged: h.Purged, Timeouts: h.Timeouts, DiscardedQoS0: h.DiscardedQoS0}
 	}
 	if out.Leader {
 		out.LastContact = 0

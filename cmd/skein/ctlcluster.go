@@ -40,7 +40,21 @@ func ctlClusterCmd(o *ctlOptions) *cobra.Command {
 			if st.LastContact > 0 {
 				fmt.Fprintf(c.out, "last contact with the leader %v ago\n", st.LastContact.Round(time.Millisecond))
 			}
-			return c.table([]string{"MEMBER", "STATE", "RAFT", "PEER ADDR", "ROUTES", "FORWARDED TO", "RECEIVED FROM"}, rows)
+			if err := c.table([]string{"MEMBER", "STATE", "RAFT", "PEER ADDR", "ROUTES", "FORWARDED TO", "RECEIVED FROM"}, rows); err != nil {
+				return err
+			}
+			if len(st.Held) == 0 {
+				return nil
+			}
+			// Messages held on disk for nodes that are down or did not accept them
+			// in time, and what became of those it could not take.
+			fmt.Fprintln(c.out)
+			rows = rows[:0]
+			for _, h := range st.Held {
+				rows = append(rows, []string{h.Node, strconv.Itoa(h.Messages), strconv.FormatInt(h.Bytes, 10), strconv.FormatUint(h.Spooled, 10),
+					strconv.FormatUint(h.Dropped, 10), strconv.FormatUint(h.Purged, 10), strconv.FormatUint(h.Timeouts, 10), strconv.FormatUint(h.DiscardedQoS0, 10)})
+			}
+			return c.table([]string{"HELD FOR", "MESSAGES", "BYTES", "SPOOLED", "DROPPED (FULL)", "PURGED", "FORWARD TIMEOUTS", "QOS 0 DISCARDED"}, rows)
 		},
 	}
 }

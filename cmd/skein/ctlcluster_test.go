@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"io"
 	"log/slog"
+	"net/http"
 	"net/http/httptest"
 	"strings"
 	"testing"
@@ -65,5 +66,42 @@ func TestCtlCluster(t *testing.T) {
 	}
 	if st.Node != "n1" || len(st.Members) != 3 || st.Leader != leader {
 		t.Fatalf("ctl cluster --json = %+v", st)
+	}
+}
+
+// TestCtlClusterHeld: the messages a node holds for others are listed below the
+// members, and not at all when it holds none.
+func TestCtlClusterHeld(t *testing.T) {
+	st := cluster.Status{Node: "n1", Leader: "n1", RaftState: "Leader",
+		Members: []cluster.MemberStatus{{Name: "n1", State: "alive"}, {Name: "n3", State: "dead"}},
+		Held:    []cluster.HeldStatus{{Node: "n3", Messages: 7, Bytes: 700, Spooled: 9, Dropped: 2, Timeouts: 1}}}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_ = json.NewEncoder(w).Encode(st) // the test reads what arrived
+	}))
+	defer srv.Close()
+	run := func() string {
+		root := newRootCmd()
+		var out bytes.Buffer
+		root.SetOut(&out)
+		root.SetErr(&out)
+		root.SetArgs([]string{"ctl", "--url", srv.URL, "cluster"})
+		if err := root.Execute(); err != nil {
+			t.Fatalf("skein ctl cluster: %v\n%s", err, out.String())
+		}
+		return out.String()
+	}
+	out := run()
+	var row string
+	for _, l := range strings.Split(out, "\n") {
+		if strings.HasPrefix(l, "n3 ") && strings.Contains(l, "700") {
+			row = l
+		}
+	}
+	if !strings.Contains(out, "HELD FOR") || strings.Join(strings.Fields(row), " ") != "n3 7 700 9 2 0 1 0" {
+		t.Fatalf("ctl cluster does not list what is held for n3:\n%s", out)
+	}
+	st.Held = nil
+	if out := run(); strings.Contains(out, "HELD FOR") {
+		t.Fatalf("ctl cluster lists held messages when there are none:\n%s", out)
 	}
 }

@@ -251,7 +251,7 @@ func runServe(ctx context.Context, o *serveOptions) error {
 	cfg.LoginLimiter = auth.NewLoginLimiter(auth.LoginLimiterConfig{})
 	var cl *cluster.Cluster
 	if o.cluster.enabled() {
-		ccfg, err := o.cluster.config(o.dataDir, log)
+		ccfg, err := o.cluster.config(o.dataDir, store, log)
 		if err != nil {
 			return err
 		}

@@ -293,7 +293,8 @@ func TestServeHelpListsEverySetting(t *testing.T) {
 		t.Fatalf("skein serve --help exited with %d: %s", code, stderr)
 	}
 	for _, flag := range []string{"--config", "--mqtt-addr", "--data-dir", "--log-level", "--log-format", "--max-packet-size",
-		"--max-inflight", "--max-queued-messages", "--connect-timeout", "--shared-subscription-strategy", "--shutdown-timeout"} {
+		"--max-inflight", "--max-queued-messages", "--connect-timeout", "--shared-subscription-strategy", "--shutdown-timeout",
+		"--forward-timeout", "--peer-spool-max-messages", "--peer-spool-max-bytes"} {
 		if !strings.Contains(stdout, flag) {
 			t.Errorf("help does not mention %s:\n%s", flag, stdout)
 		}
@@ -336,6 +337,9 @@ func TestServeRejectsBadSettings(t *testing.T) {
 		{name: "unknown flag", args: []string{"--no-such-flag"}, want: []string{"--no-such-flag"}},
 		{name: "unknown flag with value", args: []string{"--mqtt-adr", "x"}, want: []string{"--mqtt-adr"}},
 		{name: "argument", args: []string{"extra"}, want: []string{"extra"}},
+		{name: "forward timeout 0", args: []string{"--bootstrap-expect", "1", "--forward-timeout", "0s"}, want: []string{"--forward-timeout"}},
+		{name: "peer spool max messages 0", args: []string{"--bootstrap-expect", "1", "--peer-spool-max-messages", "0"}, want: []string{"--peer-spool-max-messages"}},
+		{name: "peer spool max bytes negative", args: []string{"--bootstrap-expect", "1", "--peer-spool-max-bytes", "-1"}, want: []string{"--peer-spool-max-bytes"}},
 
 		{name: "config unknown key", config: "log-level: info\nmqtt_adr: x\n", want: []string{`"mqtt_adr"`, "line 2", file}},
 		{name: "config key config", config: "config: other.yaml\n", want: []string{`"config"`, "line 1"}},
@@ -350,6 +354,8 @@ func TestServeRejectsBadSettings(t *testing.T) {
 		{name: "config scalar", config: "mqtt-addr\n", want: []string{file, "mapping"}},
 		{name: "config not yaml", config: "mqtt-addr: [\n", want: []string{file}},
 		{name: "config missing", args: []string{"--config", "nonexistent.yaml"}, want: []string{"nonexistent.yaml"}},
+		{name: "config bad spool bound", config: "bootstrap-expect: 1\npeer-spool-max-messages: 0\n", want: []string{"peer-spool-max-messages"}},
+		{name: "config forward timeout not a duration", config: "forward-timeout: soon\n", want: []string{`"forward-timeout"`, "line 1", "soon"}},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

@@ -30,6 +30,21 @@ type ClusterStats struct {
 	Forwarded, ReceivedFrom map[string]uint64
 	// Routes is the number of entries of the cluster route table.
 	Routes int
+	// Held has, per peer node, what this node holds on disk for it while it is
+	// down or does not accept messages in time, and what became of those.
+	Held map[string]HeldStats
+}
+
+// HeldStats are the figures of the messages one node holds for one peer.
+type HeldStats struct {
+	// Messages and Bytes are held now.
+	Messages int
+	Bytes    int64
+	// Spooled counts messages written to the spool; Dropped those dropped from it
+	// (oldest first, past its bounds) and Purged those deleted with the peer's
+	// routes; Timeouts the forward timeouts; DiscardedQoS0 the QoS 0 messages not
+	// held. Each counts since the node started.
+	Spooled, Dropped, Purged, Timeouts, DiscardedQoS0 uint64
 }
 
 // ClusterSource gives the cluster figures of this node. ClusterStats is called at
@@ -79,6 +94,11 @@ type Collector struct {
 	forwardedReceived  *prometheus.Desc
 	handedOver         *prometheus.Desc
 	relayed            *prometheus.Desc
+	heldMessages       *prometheus.Desc
+	heldBytes          *prometheus.Desc
+	spooled            *prometheus.Desc
+	heldDropped        *prometheus.Desc
+	forwardTimeouts    *prometheus.Desc
 	latencyUpperBounds []float64
 }
 
@@ -124,6 +144,11 @@ func NewCollector(b *node.Broker, cluster ClusterSource) *Collector {
 		forwardedReceived:  d("forwarded_messages_received_total", "Messages received from a peer node.", "peer"),
 		handedOver:         d("sessions_handed_over_total", "Persistent sessions moved to another node by a takeover."),
 		relayed:            d("messages_relayed_total", "Messages passed on to the node a session moved to, while the route table caught up."),
+		heldMessages:       d("peer_spool_messages", "Messages held on disk for a peer node that is down or did not accept them in time.", "peer"),
+		heldBytes:          d("peer_spool_bytes", "Bytes of the messages held on disk for a peer node.", "peer"),
+		spooled:            d("peer_spooled_messages_total", "Messages written to the disk spool of a peer node.", "peer"),
+		heldDropped:        d("peer_spool_dropped_messages_total", "Messages for a peer node not delivered: full (oldest dropped past the spool bounds), purged (with the dead node's routes) or qos0 (not held for a node that cannot take it).", "peer", "reason"),
+		forwardTimeouts:    d("forward_timeouts_total", "Times a live peer node did not accept messages within the forward timeout (they went to the spool).", "peer"),
 		latencyUpperBounds: node.LatencyBuckets[:],
 	}
 }
@@ -141,7 +166,9 @@ func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 	if c.cluster != nil {
 		for _, d := range []*prometheus.Desc{
 			c.raftLeader, c.raftTerm, c.raftCommit, c.raftApplied, c.raftLastContact,
-			c.members, c.forwarded, c.forwardedReceived, c.handedOver, c.relayed,
+			c.members, c.forwarded, c.forwardedReceived,
+			c.heldMessages, c.heldBytes, c.spooled, c.heldDropped, c.forwardTimeouts,
+			c.handedOver, c.relayed,
 		} {
 			ch <- d
 		}
@@ -238,6 +265,15 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	}
 	counter(c.handedOver, float64(st.SessionsHandedOver.Load()))
 	counter(c.relayed, float64(st.MessagesRelayed.Load()))
+	for peer, h := range cs.Held {
+		gauge(c.heldMessages, float64(h.Messages), peer)
+		gauge(c.heldBytes, float64(h.Bytes), peer)
+		counter(c.spooled, float64(h.Spooled), peer)
+		counter(c.heldDropped, float64(h.Dropped), peer, "full")
+		counter(c.heldDropped, float64(h.Purged), peer, "purged")
+		counter(c.heldDropped, float64(h.DiscardedQoS0), peer, "qos0")
+		counter(c.forwardTimeouts, float64(h.Timeouts), peer)
+	}
 }
 
 // latencyHistogram turns the broker's per-bucket counts into a Prometheus

@@ -297,29 +297,38 @@ func TestClusterMetrics(t *testing.T) {
 		Forwarded:    map[string]uint64{"n2": 5, "n3": 6},
 		ReceivedFrom: map[string]uint64{"n2": 8},
 		Routes:       10,
+		Held:         map[string]metrics.HeldStats{"n3": {Messages: 4, Bytes: 400, Spooled: 9, Dropped: 2, Purged: 3, Timeouts: 1, DiscardedQoS0: 5}},
 	}}
 	want(t, scrape(t, serve(t, b.Broker, fc)), map[string]float64{
-		"skein_raft_leader":                                  1,
-		"skein_raft_term":                                    7,
-		"skein_raft_commit_index":                            42,
-		"skein_raft_applied_index":                           41,
-		"skein_raft_last_contact_seconds":                    1.5,
-		`skein_cluster_members{state="alive"}`:               3,
-		`skein_cluster_members{state="dead"}`:                1,
-		`skein_forwarded_messages_total{peer="n2"}`:          5,
-		`skein_forwarded_messages_total{peer="n3"}`:          6,
-		`skein_forwarded_messages_received_total{peer="n2"}`: 8,
-		"skein_routes":                                       10, // the cluster's table, not the 3 local filters
-		"skein_subscriptions":                                3,
-		"skein_sessions_handed_over_total":                   0,
-		"skein_messages_relayed_total":                       0,
+		"skein_raft_leader":                                                  1,
+		"skein_raft_term":                                                    7,
+		"skein_raft_commit_index":                                            42,
+		"skein_raft_applied_index":                                           41,
+		"skein_raft_last_contact_seconds":                                    1.5,
+		`skein_cluster_members{state="alive"}`:                               3,
+		`skein_cluster_members{state="dead"}`:                                1,
+		`skein_forwarded_messages_total{peer="n2"}`:                          5,
+		`skein_forwarded_messages_total{peer="n3"}`:                          6,
+		`skein_forwarded_messages_received_total{peer="n2"}`:                 8,
+		`skein_peer_spool_messages{peer="n3"}`:                               4,
+		`skein_peer_spool_bytes{peer="n3"}`:                                  400,
+		`skein_peer_spooled_messages_total{peer="n3"}`:                       9,
+		`skein_peer_spool_dropped_messages_total{peer="n3",reason="full"}`:   2,
+		`skein_peer_spool_dropped_messages_total{peer="n3",reason="purged"}`: 3,
+		`skein_peer_spool_dropped_messages_total{peer="n3",reason="qos0"}`:   5,
+		`skein_forward_timeouts_total{peer="n3"}`:                            1,
+		"skein_routes":                     10, // the cluster's table, not the 3 local filters
+		"skein_subscriptions":              3,
+		"skein_sessions_handed_over_total": 0,
+		"skein_messages_relayed_total":     0,
 	})
 	want(t, scrape(t, serve(t, b.Broker, nil)), map[string]float64{"skein_routes": 3})
 }
 
 func TestCollectorFollowsConventions(t *testing.T) {
 	b := nodetest.Start(t, config())
-	fc := fakeCluster{metrics.ClusterStats{Members: map[string]int{"alive": 1}, Forwarded: map[string]uint64{"n2": 1}, ReceivedFrom: map[string]uint64{"n2": 1}}}
+	fc := fakeCluster{metrics.ClusterStats{Members: map[string]int{"alive": 1}, Forwarded: map[string]uint64{"n2": 1}, ReceivedFrom: map[string]uint64{"n2": 1},
+		Held: map[string]metrics.HeldStats{"n2": {Messages: 1}}}}
 	problems, err := testutil.CollectAndLint(metrics.NewCollector(b.Broker, fc))
 	if err != nil {
 		t.Fatalf("lint: %v", err)
