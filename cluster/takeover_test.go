@@ -5,7 +5,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/skein-mq/skein/cluster"
 	"github.com/skein-mq/skein/cluster/clustertest"
+	"github.com/skein-mq/skein/node"
 	"github.com/skein-mq/skein/node/nodetest"
 	"github.com/skein-mq/skein/proto"
 )
@@ -135,28 +137,7 @@ func TestTakeoverWhilePublishing(t *testing.T) {
 
 			sub := &qosReceiver{got: received{}, unreleased: map[uint16]bool{}}
 			stop := make(chan struct{})
-			oldDone := make(chan struct{})
-			go func() {
-				// Read on the old connection until the takeover closes it. No
-				// t.Fatal here: another goroutine. Write errors are the closed
-				// connection: the session resends on the new one.
-				defer close(oldDone)
-				for {
-					p, err := old.RecvWithin(clustertest.Timeout)
-					if err != nil {
-						return
-					}
-					if reply := sub.handle(p); reply != nil {
-						b, _ := reply.Append(nil, proto.V5)
-						_, _ = old.Conn.Write(b)
-					}
-					select {
-					case <-stop:
-						return
-					default:
-					}
-				}
-			}()
+			oldDone := sub.readUntilClosed(old, stop)
 			const before, total = 50, 150
 			publishNumbered(t, pub, "fl/x", "f", qos, 1, before)
 			// CONNECT on n3 without waiting for its CONNACK: the takeover runs while
@@ -196,6 +177,58 @@ func TestTakeoverWhilePublishing(t *testing.T) {
 	}
 }
 
+// TestTakeoverToUnreachableNode: a persistent QoS 2 subscriber moves from n1 to n3
+// while n3's peer port is cut off (gossip and n3's own calls go through, so the
+// takeover itself works): what n1 relays after the session, and what n2 forwards
+// to n3 directly, is held on disk by the sending nodes with its relay intact, and
+// reaches the subscriber once the port is back, each message exactly once.
+func TestTakeoverToUnreachableNode(t *testing.T) {
+	skipShort(t)
+	nodes := clustertest.Start(t, 3, clustertest.Options{Tune: func(cc *cluster.Config, _ *node.Config) {
+		cc.ForwardTimeout = time.Second
+	}})
+	old, _ := resume(t, nodes[0].Addr, proto.V5, "far")
+	old.Subscribe(1, 2, "far/#")
+	clustertest.WaitRoute(t, nodes, "far/#", "n1", "", true)
+	pub := nodetest.Connect(t, nodes[1].Addr, proto.V5, "pub")
+	sub := &qosReceiver{got: received{}, unreleased: map[uint16]bool{}}
+	stop := make(chan struct{})
+	oldDone := sub.readUntilClosed(old, stop)
+	const before, total = 20, 80
+	publishNumbered(t, pub, "far/x", "f", 2, 1, before)
+
+	nodes[2].CutPeer()
+	c := nodetest.Dial(t, nodes[2].Addr, proto.V5)
+	cp := &proto.Connect{ClientID: "far", KeepAlive: 60, Version: proto.V5}
+	cp.Props.SessionExpiry = 3600
+	cp.Props.Set(proto.PropSessionExpiry)
+	c.Send(cp)
+	publishNumbered(t, pub, "far/x", "f", 2, before+1, total)
+	ack := nodetest.Expect[*proto.Connack](c)
+	if ack.ReasonCode != 0 || !ack.SessionPresent {
+		t.Fatalf("CONNACK %+v, want accepted with session present", ack)
+	}
+	close(stop)
+	<-oldDone
+	clustertest.Eventually(t, "n1 relayed after the session", func() bool {
+		return nodes[0].Broker.Stats.MessagesRelayed.Load() > 0
+	})
+	nodes[2].HealPeer()
+	for len(sub.got.missing(total)) > 0 || len(sub.unreleased) > 0 {
+		p, err := c.RecvWithin(clustertest.Timeout)
+		if err != nil {
+			t.Fatalf("acknowledged messages lost: %v (%v)", sub.got.missing(total), err)
+		}
+		if reply := sub.handle(p); reply != nil {
+			c.Send(reply)
+		}
+	}
+	expectNone(t, c, 300*time.Millisecond)
+	if d := sub.got.dups(); len(d) > 0 {
+		t.Fatalf("QoS 2 messages delivered more than once: %v", d)
+	}
+}
+
 // qosReceiver is a subscriber's side of QoS 1 and 2 across its connections: a QoS 2
 // message counts once, when first received, and a resend of a packet id not yet
 // released is the same message [MQTT-4.3.3-9]. Not safe for concurrent use: the
@@ -203,6 +236,33 @@ func TestTakeoverWhilePublishing(t *testing.T) {
 type qosReceiver struct {
 	got        received
 	unreleased map[uint16]bool
+}
+
+// readUntilClosed reads and answers on c, in a goroutine, until c is closed (the
+// takeover closes it) or stop is closed; the channel is closed when it returns. No
+// t.Fatal there: another goroutine. Write errors are the closed connection: the
+// session resends on the new one.
+func (r *qosReceiver) readUntilClosed(c *nodetest.Client, stop <-chan struct{}) <-chan struct{} {
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			p, err := c.RecvWithin(clustertest.Timeout)
+			if err != nil {
+				return
+			}
+			if reply := r.handle(p); reply != nil {
+				b, _ := reply.Append(nil, proto.V5)
+				_, _ = c.Conn.Write(b)
+			}
+			select {
+			case <-stop:
+				return
+			default:
+			}
+		}
+	}()
+	return done
 }
 
 // handle records p and returns the packet to answer it with, if any.
