@@ -190,7 +190,7 @@ func (c *Cluster) Start(local Local) error {
 	}
 	c.mux = newMux(c.peerLn, adv)
 
-	c.grpcSrv = grpc.NewServer()
+	c.grpcSrv = grpc.NewServer(grpc.KeepaliveEnforcementPolicy(peerKeepaliveEnforcement))
 	peerpb.RegisterPeerServer(c.grpcSrv, &server{c: c})
 	c.wg.Add(1)
 	go func() {

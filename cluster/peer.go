@@ -11,6 +11,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/backoff"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/keepalive"
 	gproto "google.golang.org/protobuf/proto"
 
 	"github.com/skein-mq/skein/cluster/peerpb"
@@ -104,6 +105,16 @@ var peerConnectParams = grpc.ConnectParams{
 	MinConnectTimeout: 5 * time.Second,
 }
 
+// peerKeepalive pings a peer connection that is quiet for a while: a connection
+// whose packets are silently dropped (a blackholed route, a vanished NAT entry)
+// fails within Time+Timeout and is dialed again, rather than holding the stream
+// until the kernel gives up on it after many minutes. The server's enforcement
+// policy (peerKeepaliveEnforcement) allows pings that often.
+var peerKeepalive = keepalive.ClientParameters{Time: 10 * time.Second, Timeout: 5 * time.Second, PermitWithoutStream: true}
+
+// peerKeepaliveEnforcement lets peers ping as often as peerKeepalive does.
+var peerKeepaliveEnforcement = keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: true}
+
 // peer returns (creating it if needed) the connection to node name; errNoAddr when
 // gossip has no address for a node it has no peer for.
 func (c *Cluster) peer(name string) (*peer, error) {
@@ -123,7 +134,7 @@ func (c *Cluster) peer(name string) (*peer, error) {
 	if addr == "" {
 		return nil, fmt.Errorf("%w %q", errNoAddr, name)
 	}
-	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()), grpc.WithConnectParams(peerConnectParams))
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()), grpc.WithConnectParams(peerConnectParams), grpc.WithKeepaliveParams(peerKeepalive))
 	if err != nil {
 		return nil, fmt.Errorf("cluster: dial %s at %s: %w", name, addr, err)
 	}

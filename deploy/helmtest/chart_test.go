@@ -366,6 +366,10 @@ func checkChart(t *testing.T, m *manifests, w want, fullname, headless string) {
 		"--http-addr=:18083",
 		"--gossip-addr=:7946",
 		"--peer-addr=:7947",
+		"--forward-timeout=5s",
+		"--peer-spool-max-messages=100000",
+		"--peer-spool-max-bytes=268435456",
+		"--tombstone-retention=24h",
 	} {
 		if !slices.Contains(c.Args, a) {
 			t.Errorf("args lack %q: %q", a, c.Args)
