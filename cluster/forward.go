@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"fmt"
 	"sort"
 	"sync/atomic"
 
@@ -116,4 +117,25 @@ func (c *Cluster) Forward(m *session.Message, needAck bool) (map[string]bool, in
 		return notLocal, len(dests), nil
 	}
 	return notLocal, len(dests), w.ch
+}
+
+// ReplicateRetained implements node.Cluster: it sends a retained message (or a
+// stamped clear) to every other live node to store, delivering it to nobody, and
+// returns a channel that yields once they all accepted it (nil when there are no
+// other nodes). The admin API's delete uses it: a clear that is not a publish.
+func (c *Cluster) ReplicateRetained(m *session.Message) <-chan error {
+	others := c.members.aliveOthers()
+	if len(others) == 0 {
+		return nil
+	}
+	data, err := session.MarshalMessage(m)
+	if err != nil {
+		return failed(fmt.Errorf("cluster: encode a retained message: %w", err))
+	}
+	w := newWaiter(len(others))
+	for _, node := range others {
+		c.enqueueTo(node, &peerpb.Delivery{Message: data, Retained: true, Stamp: m.Stamp}, w.done)
+		c.stats.counter(&c.stats.sent, node).Add(1)
+	}
+	return w.ch
 }

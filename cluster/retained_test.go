@@ -1,6 +1,7 @@
 package cluster_test
 
 import (
+	"context"
 	"testing"
 	"time"
 
@@ -160,4 +161,37 @@ func waitMerged(t *testing.T, nodes []*clustertest.Node, member string, before m
 		}
 		return true
 	})
+}
+
+// TestAdminDeleteRetainedEverywhere: the admin API's delete on one node clears the
+// retained message on every node at once, and is not delivered to anyone (it is
+// not a publish).
+func TestAdminDeleteRetainedEverywhere(t *testing.T) {
+	skipShort(t)
+	nodes := clustertest.Start(t, 3)
+	pub := nodetest.Connect(t, nodes[0].Addr, proto.V5, "pub")
+	pub.Publish(&proto.Publish{Topic: "ad/x", QoS: 1, PacketID: 1, Retain: true, Payload: []byte("kept")})
+	for _, nd := range nodes {
+		expectRetained(t, nd, "s-"+nd.Name, "ad/#", map[string]string{"ad/x": "kept"})
+	}
+	sub := nodetest.Connect(t, nodes[2].Addr, proto.V5, "watcher")
+	sub.Subscribe(1, 1, "ad/#")
+	sub.ExpectPublish("ad/x", "kept") // the retained message on subscribing
+	clustertest.WaitRoute(t, nodes, "ad/#", "n3", "", true)
+
+	ctx, cancel := context.WithTimeout(context.Background(), clustertest.Timeout)
+	defer cancel()
+	if ok, err := nodes[1].Broker.DeleteRetained(ctx, "ad/x"); !ok || err != nil {
+		t.Fatalf("DeleteRetained on n2 = %v, %v", ok, err)
+	}
+	// Returned once every node accepted the clear: no waiting for a merge.
+	for _, nd := range nodes {
+		if n := nd.Broker.RetainedCount(); n != 0 {
+			t.Fatalf("%s still has %d retained messages", nd.Name, n)
+		}
+	}
+	expectNone(t, sub, 300*time.Millisecond)
+	for _, nd := range nodes {
+		expectRetained(t, nd, "s2-"+nd.Name, "ad/#", map[string]string{})
+	}
 }

@@ -349,8 +349,8 @@ func (b *Broker) DeleteRetained(ctx context.Context, topic string) (bool, error)
 	}
 	m := &session.Message{Topic: topic, Retain: true, From: APIClientID}
 	if b.cfg.Cluster != nil {
-		// A stamped clear stays as a tombstone, which the other nodes take when they
-		// next merge this node's set, instead of bringing the message back here.
+		// A stamped clear stays as a tombstone on every node, so no merge brings
+		// the message back.
 		m.Stamp = b.stamp()
 	}
 	ticket, err := b.retained.Set(m)
@@ -358,7 +358,24 @@ func (b *Broker) DeleteRetained(ctx context.Context, topic string) (bool, error)
 		return false, fmt.Errorf("delete retained message: %w", err)
 	}
 	b.log.Info("retained message deleted by an administrator", "topic", topic)
-	return true, b.waitStore(ctx, ticket)
+	if err := b.waitStore(ctx, ticket); err != nil {
+		return true, err
+	}
+	if b.cfg.Cluster != nil {
+		// The other nodes clear it too, and nobody is sent anything: unlike an
+		// empty retained PUBLISH, deleting is not a message.
+		if done := b.cfg.Cluster.ReplicateRetained(m); done != nil {
+			select {
+			case err := <-done:
+				if err != nil {
+					return true, fmt.Errorf("delete retained message on the other nodes: %w", err)
+				}
+			case <-ctx.Done():
+				return true, fmt.Errorf("delete retained message on the other nodes: %w", ctx.Err())
+			}
+		}
+	}
+	return true, nil
 }
 
 // Publish publishes p through the broker's own path (retained store, other nodes,

@@ -32,6 +32,10 @@ type Cluster interface {
 	// HasRoute reports whether this node's replica of the route table has node's
 	// route for (filter, group).
 	HasRoute(node, filter, group string) bool
+	// ReplicateRetained has every other node store a retained message (or a
+	// stamped clear) without delivering it; the channel (nil for no other node)
+	// yields once they accepted it, or an error.
+	ReplicateRetained(m *session.Message) <-chan error
 }
 
 // routeRef is one (filter, group) this node has subscribers for.
