@@ -32,8 +32,9 @@ import (
 type Local interface {
 	// DeliverRemote delivers a forwarded message to local subscribers (ordinary
 	// ones, and the members of the listed shared subscriptions) and returns the
-	// store ticket its acceptance must wait for.
-	DeliverRemote(m *session.Message, shared []string) uint64
+	// store ticket its acceptance must wait for, and a channel (nil for none) that
+	// yields once what it relayed to other nodes after moved sessions was accepted.
+	DeliverRemote(m *session.Message, shared []string) (uint64, <-chan error)
 	// StoreRetained stores a replicated retained message, or a clear as a tombstone
 	// (empty payload); the later write wins (session.Later).
 	StoreRetained(m *session.Message) (uint64, error)
@@ -49,8 +50,9 @@ type Local interface {
 	// otherwise).
 	ReleaseClient(ctx context.Context, clientID, to string, resume bool) (state []byte, found bool, err error)
 	// DeliverRelayed delivers a message relayed after a session that moved here,
-	// to that session, and returns the store ticket to wait for.
-	DeliverRelayed(ctx context.Context, clientID string, d session.Delivery) uint64
+	// to that session, and returns the store ticket to wait for, and a channel (nil
+	// for none) when the session moved on and the message was relayed again.
+	DeliverRelayed(ctx context.Context, clientID string, d session.Delivery) (uint64, <-chan error)
 	// HandoverEnded says the node the session moved from relays no more.
 	HandoverEnded(clientID string)
 }

@@ -46,21 +46,23 @@ func failed(err error) <-chan error {
 	return ch
 }
 
-// receiveRelay hands a relayed delivery (or the end marker) to the local node.
-func (c *Cluster) receiveRelay(ctx context.Context, r *peerpb.Relay, data []byte) (uint64, error) {
+// receiveRelay hands a relayed delivery (or the end marker) to the local node; see
+// Local.DeliverRelayed for what it returns.
+func (c *Cluster) receiveRelay(ctx context.Context, r *peerpb.Relay, data []byte) (uint64, <-chan error, error) {
 	if r.End {
 		c.local.HandoverEnded(r.ClientId)
-		return 0, nil
+		return 0, nil, nil
 	}
 	m, err := session.UnmarshalMessage(data)
 	if err != nil {
-		return 0, fmt.Errorf("corrupt relayed message: %w", err)
+		return 0, nil, fmt.Errorf("corrupt relayed message: %w", err)
 	}
 	d := session.Delivery{Msg: m, QoS: byte(min(r.Qos, 2)), Retain: r.Retain, Shared: r.Shared}
 	for _, id := range r.SubIds {
 		d.SubIDs = append(d.SubIDs, int(id))
 	}
-	return c.local.DeliverRelayed(ctx, r.ClientId, d), nil
+	t, relayed := c.local.DeliverRelayed(ctx, r.ClientId, d)
+	return t, relayed, nil
 }
 
 // HasRoute implements node.Cluster.

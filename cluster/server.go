@@ -159,6 +159,7 @@ func (s *server) apply(ctx context.Context, b *peerpb.ForwardBatch) *peerpb.Forw
 		return ack
 	}
 	var ticket, spoolTo uint64
+	var relayed []<-chan error
 	applied := 0
 	for _, d := range b.Deliveries {
 		if d.SentFrom != "" {
@@ -176,11 +177,14 @@ func (s *server) apply(ctx context.Context, b *peerpb.ForwardBatch) *peerpb.Forw
 		}
 		applied++
 		if r := d.Relay; r != nil {
-			t, err := c.receiveRelay(ctx, r, d.Message)
+			t, w, err := c.receiveRelay(ctx, r, d.Message)
 			if err != nil {
 				ack.Error = err.Error()
 			}
 			ticket = max(ticket, t)
+			if w != nil {
+				relayed = append(relayed, w)
+			}
 			continue
 		}
 		m, err := session.UnmarshalMessage(d.Message)
@@ -197,11 +201,29 @@ func (s *server) apply(ctx context.Context, b *peerpb.ForwardBatch) *peerpb.Forw
 			ticket = max(ticket, t)
 		}
 		if d.Deliver {
-			ticket = max(ticket, c.local.DeliverRemote(m, d.Shared))
+			t, w := c.local.DeliverRemote(m, d.Shared)
+			ticket = max(ticket, t)
+			if w != nil {
+				relayed = append(relayed, w)
+			}
 		}
 	}
 	if err := c.local.WaitDurable(ctx, ticket); err != nil && ack.Error == "" {
 		ack.Error = err.Error()
+	}
+	// What went on to nodes that sessions matching here moved to must be accepted
+	// there too before this node answers for it.
+	for _, w := range relayed {
+		select {
+		case err := <-w:
+			if err != nil && ack.Error == "" {
+				ack.Error = err.Error()
+			}
+		case <-ctx.Done():
+			if ack.Error == "" {
+				ack.Error = ctx.Err().Error()
+			}
+		}
 	}
 	c.applied.mark(b.From, b.Id, ticket)
 	if spoolTo != 0 {

@@ -16,10 +16,10 @@ type countingLocal struct {
 	ticket uint64
 }
 
-func (l *countingLocal) DeliverRemote(m *session.Message, _ []string) uint64 {
+func (l *countingLocal) DeliverRemote(m *session.Message, _ []string) (uint64, <-chan error) {
 	l.got[string(m.Payload)]++
 	l.ticket++
-	return l.ticket
+	return l.ticket, nil
 }
 func (l *countingLocal) WaitDurable(context.Context, uint64) error { return nil }
 

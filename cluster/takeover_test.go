@@ -182,15 +182,26 @@ func TestTakeoverWhilePublishing(t *testing.T) {
 // takeover itself works): what n1 relays after the session, and what n2 forwards
 // to n3 directly, is held on disk by the sending nodes with its relay intact, and
 // reaches the subscriber once the port is back, each message exactly once.
+//
+// With the publisher on n1 itself, its QoS 2 PUBRECs wait for the relays without
+// holding up n1's store (a relay waits outside the QoS 2 publish's store group).
 func TestTakeoverToUnreachableNode(t *testing.T) {
 	skipShort(t)
+	for _, pubOn := range []int{1, 0} {
+		t.Run(fmt.Sprintf("publisher on n%d", pubOn+1), func(t *testing.T) {
+			takeoverToUnreachableNode(t, pubOn)
+		})
+	}
+}
+
+func takeoverToUnreachableNode(t *testing.T, pubOn int) {
 	nodes := clustertest.Start(t, 3, clustertest.Options{Tune: func(cc *cluster.Config, _ *node.Config) {
 		cc.ForwardTimeout = time.Second
 	}})
 	old, _ := resume(t, nodes[0].Addr, proto.V5, "far")
 	old.Subscribe(1, 2, "far/#")
 	clustertest.WaitRoute(t, nodes, "far/#", "n1", "", true)
-	pub := nodetest.Connect(t, nodes[1].Addr, proto.V5, "pub")
+	pub := nodetest.Connect(t, nodes[pubOn].Addr, proto.V5, "pub")
 	sub := &qosReceiver{got: received{}, unreleased: map[uint16]bool{}}
 	stop := make(chan struct{})
 	oldDone := sub.readUntilClosed(old, stop)

@@ -72,8 +72,10 @@ func (b *Broker) dropRouteRefLocked(filter, group string) {
 // DeliverRemote delivers a message forwarded by another node to this node's
 // subscribers: all ordinary ones, and the members of the shared subscriptions listed
 // in shared (the publishing node picked this node for those). It returns the store
-// ticket the acknowledgement to the sending node must wait for.
-func (b *Broker) DeliverRemote(m *session.Message, shared []string) uint64 {
+// ticket the acknowledgement to the sending node must wait for, and a channel (nil
+// for none) it must wait for too: the acceptance by the nodes that sessions matching
+// here moved to, of what this node relayed after them.
+func (b *Broker) DeliverRemote(m *session.Message, shared []string) (uint64, <-chan error) {
 	serve := func(string) bool { return false }
 	if len(shared) > 0 {
 		set := make(map[string]bool, len(shared))
@@ -82,8 +84,8 @@ func (b *Broker) DeliverRemote(m *session.Message, shared []string) uint64 {
 		}
 		serve = func(key string) bool { return set[key] }
 	}
-	_, ticket := b.route(m, serve)
-	return ticket
+	_, ticket, relayed := b.route(m, serve)
+	return ticket, relayed
 }
 
 // StoreRetained stores a retained message replicated from another node, or a clear

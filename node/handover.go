@@ -30,9 +30,6 @@ const (
 	// handoverMax ends a handoff whose routes never show up (no quorum, or the
 	// new node gone): what arrives after it is not relayed.
 	handoverMax = 10 * time.Minute
-	// relayTimeout bounds the wait for the new node to accept a relayed QoS 1/2
-	// delivery (a node that is down has it held by the cluster, which answers at once).
-	relayTimeout = 10 * time.Second
 	// duplicateLinger keeps watching for duplicates after the old node is done: a
 	// direct copy of the last relayed messages may still be on its way.
 	duplicateLinger = 5 * time.Second
@@ -89,7 +86,7 @@ func (b *Broker) ReleaseClient(ctx context.Context, clientID, to string, resume 
 		b.discardSessionLocked(rec)
 		return nil, true, nil
 	}
-	state, err = rec.s.ExportAndSeal(func(d session.Delivery) { b.relay(to, clientID, d) })
+	state, err = rec.s.ExportAndSeal(func(d session.Delivery) <-chan error { return b.relay(to, clientID, d) })
 	if err != nil {
 		return nil, true, err
 	}
@@ -104,24 +101,16 @@ func (b *Broker) ReleaseClient(ctx context.Context, clientID, to string, resume 
 	return state, true, nil
 }
 
-// relay passes a delivery for a session that moved on to its new node, waiting for
-// that node to accept it when its acknowledgement depends on it (QoS 1 and 2).
-func (b *Broker) relay(to, clientID string, d session.Delivery) {
-	done := b.cfg.Cluster.Relay(to, clientID, &d)
+// relay passes a delivery for a session that moved on to its new node. The
+// channel (nil for QoS 0) yields once that node accepted it: a QoS 1/2
+// acknowledgement waits for it (see route), as for any node a message goes to.
+func (b *Broker) relay(to, clientID string, d session.Delivery) <-chan error {
 	b.Stats.MessagesRelayed.Add(1)
-	if d.QoS == 0 || done == nil {
-		return
+	done := b.cfg.Cluster.Relay(to, clientID, &d)
+	if d.QoS == 0 {
+		return nil
 	}
-	t := time.NewTimer(relayTimeout)
-	defer t.Stop()
-	select {
-	case err := <-done:
-		if err != nil {
-			b.log.Warn("relay a message to the node that took the session over", "client_id", clientID, "member", to, "err", err)
-		}
-	case <-t.C:
-		b.log.Warn("relay a message to the node that took the session over: no answer", "client_id", clientID, "member", to, "timeout", relayTimeout)
-	}
+	return done
 }
 
 // runHandoff relays until the new node's routes show in this node's replica of the
@@ -199,8 +188,9 @@ func (b *Broker) cancelHandoffLocked(clientID string) {
 // DeliverRelayed delivers a message that the node a session moved from relayed
 // after it, to that session; d is the delivery as that node built it. A relay that
 // arrives while the session is being imported here waits for the import. It
-// returns the store ticket the acceptance must wait for.
-func (b *Broker) DeliverRelayed(ctx context.Context, clientID string, d session.Delivery) uint64 {
+// returns the store ticket the acceptance must wait for, and a channel (nil for
+// none) to wait for when the session moved on again, to a third node.
+func (b *Broker) DeliverRelayed(ctx context.Context, clientID string, d session.Delivery) (uint64, <-chan error) {
 	for {
 		b.mu.Lock()
 		rec := b.sessions[clientID]
@@ -208,18 +198,18 @@ func (b *Broker) DeliverRelayed(ctx context.Context, clientID string, d session.
 		b.mu.Unlock()
 		switch {
 		case rec != nil && wait == nil:
-			_, t := rec.s.DeliverDurable(d, b.now()) // drops are counted by the session
-			return t
+			_, t, relayed := rec.s.DeliverOrRelay(d, b.now()) // drops are counted by the session
+			return t, relayed
 		case wait == nil:
 			// The session ended here (expired, or replaced by a clean one) before the
 			// relay came: nobody to deliver it to.
 			b.log.Debug("relayed message for a session that is gone", "client_id", clientID, "topic", d.Msg.Topic)
-			return 0
+			return 0, nil
 		}
 		select {
 		case <-wait:
 		case <-ctx.Done():
-			return 0
+			return 0, nil
 		}
 	}
 }

@@ -1,6 +1,7 @@
 package node
 
 import (
+	"errors"
 	"fmt"
 	"sync"
 	"unicode/utf8"
@@ -168,9 +169,10 @@ func (b *Broker) publish(m *session.Message) publication {
 			serve = func(key string) bool { return !notLocal[key] }
 		}
 	}
-	n, t := b.route(m, serve)
+	n, t, relayed := b.route(m, serve)
 	p.reached += n
 	p.ticket = max(p.ticket, t)
+	p.fwd = joinWaits(p.fwd, relayed)
 	return p
 }
 
@@ -238,7 +240,10 @@ var fanoutPool = sync.Pool{New: func() any { return &fanout{} }}
 // and to one member of each matching shared subscription group.
 // serve, when not nil, says which shared subscriptions ("$share/group/filter") this
 // node serves; nil serves all of them.
-func (b *Broker) route(m *session.Message, serve func(key string) bool) (int, uint64) {
+// It returns the number of deliveries, the newest store ticket among them, and,
+// when some went to sessions that moved to other nodes, a channel that yields
+// once those nodes accepted them.
+func (b *Broker) route(m *session.Message, serve func(key string) bool) (int, uint64, <-chan error) {
 	f := fanoutPool.Get().(*fanout)
 	b.subs.Match(m.Topic, func(filter string, k subKey, e subEntry) bool {
 		if k.group != "" {
@@ -277,15 +282,37 @@ func (b *Broker) route(m *session.Message, serve func(key string) bool) (int, ui
 	}
 	now := b.now()
 	var ticket uint64
+	var relayed <-chan error
 	for i := range f.plain {
 		// Drops are counted through Session.OnDrop, evictions included.
-		_, t := f.plain[i].s.DeliverDurable(f.plain[i].d, now)
+		_, t, w := f.plain[i].s.DeliverOrRelay(f.plain[i].d, now)
 		ticket = max(ticket, t)
+		if w != nil {
+			relayed = joinWaits(relayed, w)
+		}
 	}
 	n := len(f.plain)
 	f.reset()
 	fanoutPool.Put(f)
-	return n, ticket
+	return n, ticket, relayed
+}
+
+// joinWaits returns a channel that yields once both a and b (either may be nil)
+// have, with the first error; nil when both are nil. It costs nothing in the
+// common case of one or no channel.
+func joinWaits(a, b <-chan error) <-chan error {
+	switch {
+	case a == nil:
+		return b
+	case b == nil:
+		return a
+	}
+	both := make(chan error, 1)
+	go func() {
+		errA, errB := <-a, <-b
+		both <- errors.Join(errA, errB)
+	}()
+	return both
 }
 
 // add merges one matching subscription into the deliveries: a session matched by

@@ -153,7 +153,7 @@ func (p *sysPublisher) publish(elapsed time.Duration) {
 		if _, err := b.sysRetained.Set(m); err != nil {
 			b.log.Error("store $SYS value", "topic", m.Topic, "err", err)
 		}
-		b.route(m, nil) // $SYS is each node's own: never forwarded
+		_, _, _ = b.route(m, nil) // $SYS is each node's own: never forwarded, nobody waits
 	}
 }
 

@@ -8,8 +8,9 @@ package session
 
 // ExportAndSeal exports the session (see Export) and, in the same critical section,
 // makes relay the destination of every later delivery. relay is called without the
-// session's lock held and may block until the other node accepted the delivery.
-func (s *Session) ExportAndSeal(relay func(Delivery)) ([]byte, error) {
+// session's lock held and must not block; it returns a channel that yields once
+// the other node accepted the delivery, or nil (see DeliverOrRelay).
+func (s *Session) ExportAndSeal(relay func(Delivery) <-chan error) ([]byte, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	state, err := s.exportLocked()

@@ -20,7 +20,7 @@ func TestExportAndSeal(t *testing.T) {
 	s.SetExpiry(60)
 	deliver(t, s, session.Delivery{Msg: idMsg("before", 1), QoS: 1}, session.NotDropped)
 	var relayed []string
-	state, err := s.ExportAndSeal(func(d session.Delivery) { relayed = append(relayed, d.Msg.Topic) })
+	state, err := s.ExportAndSeal(func(d session.Delivery) <-chan error { relayed = append(relayed, d.Msg.Topic); return nil })
 	noErr(t, "export and seal", err)
 	if !s.Sealed() {
 		t.Fatal("not sealed")
@@ -45,7 +45,7 @@ func TestWatchDuplicates(t *testing.T) {
 	old := session.New("c", cfg(10, 10))
 	old.SetExpiry(60)
 	deliver(t, old, session.Delivery{Msg: idMsg("a", 1), QoS: 1}, session.NotDropped)
-	state, err := old.ExportAndSeal(func(session.Delivery) {})
+	state, err := old.ExportAndSeal(func(session.Delivery) <-chan error { return nil })
 	noErr(t, "export", err)
 	s, err := session.Import("c", cfg(10, 10), state, t0)
 	noErr(t, "import", err)

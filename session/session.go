@@ -174,7 +174,7 @@ type Session struct {
 
 	// relay, once set by ExportAndSeal, takes every delivery: the session lives on
 	// another node now.
-	relay func(Delivery)
+	relay func(Delivery) <-chan error
 	// seen, while not nil, holds the ids of recent deliveries so a message that
 	// arrives twice while the session moves between nodes is delivered once.
 	seen *idWindow
@@ -339,39 +339,46 @@ func (s *Session) Deliver(d Delivery, now time.Time) DropReason {
 // delivery is written to the store; the returned ticket is that write, which the
 // publisher's acknowledgement must wait for (0 when nothing was written).
 func (s *Session) DeliverDurable(d Delivery, now time.Time) (DropReason, uint64) {
+	r, t, _ := s.DeliverOrRelay(d, now)
+	return r, t
+}
+
+// DeliverOrRelay is DeliverDurable, and for a session that moved to another node
+// (see ExportAndSeal) it hands the delivery to the relay and returns the relay's
+// channel, which yields once that node accepted it (nil: nothing to wait for).
+// The caller waits for it, if at all, after releasing whatever it holds: the other
+// node's answer can take as long as the forward timeout.
+func (s *Session) DeliverOrRelay(d Delivery, now time.Time) (DropReason, uint64, <-chan error) {
 	s.mu.Lock()
 	if relay := s.relay; relay != nil {
-		// The session moved to another node (see ExportAndSeal): the delivery goes
-		// after it, outside the lock, since relaying waits for that node.
 		s.mu.Unlock()
-		relay(d)
-		return NotDropped, 0
+		return NotDropped, 0, relay(d)
 	}
 	defer s.mu.Unlock()
 	if s.seen != nil && !d.Msg.ID.IsZero() && !s.seen.add(d.Msg.ID) {
-		return NotDropped, 0 // it reached this session once already, by another node
+		return NotDropped, 0, nil // it reached this session once already, by another node
 	}
 	if d.QoS == 0 {
 		if s.out != nil {
 			if s.out.Push(Outgoing{Msg: d.Msg, Retain: d.Retain, SubIDs: d.SubIDs}) {
-				return NotDropped, 0
+				return NotDropped, 0, nil
 			}
 			s.dropLocked(DropOutbox)
-			return DropOutbox, 0
+			return DropOutbox, 0, nil
 		}
 		if !s.cfg.QueueQoS0 {
 			s.dropLocked(DropOffline)
-			return DropOffline, 0
+			return DropOffline, 0, nil
 		}
 		if s.fullLocked(d.Msg) && !s.makeRoomLocked(d.Msg) {
-			return DropQueueFull, 0
+			return DropQueueFull, 0, nil
 		}
 		s.enqueueLocked(&entry{out: Outgoing{Msg: d.Msg, Retain: d.Retain, SubIDs: d.SubIDs}})
-		return NotDropped, 0
+		return NotDropped, 0, nil
 	}
 	canSend := s.out != nil && len(s.queue) == 0 && s.roomLocked(s.nextSeq)
 	if !canSend && s.fullLocked(d.Msg) && !s.makeRoomLocked(d.Msg) {
-		return DropQueueFull, 0
+		return DropQueueFull, 0, nil
 	}
 	e := &entry{seq: s.nextSeq, shared: d.Shared, out: Outgoing{Msg: d.Msg, QoS: d.QoS, Retain: d.Retain, SubIDs: d.SubIDs, PacketID: PacketID(s.nextSeq)}}
 	s.nextSeq++
@@ -386,15 +393,15 @@ func (s *Session) DeliverDurable(d Delivery, now time.Time) (DropReason, uint64)
 		ticket, e.out.Ticket = t, t
 	}
 	if canSend && s.sendLocked(e) {
-		return NotDropped, ticket
+		return NotDropped, ticket, nil
 	}
 	if s.fullLocked(d.Msg) && !s.makeRoomLocked(d.Msg) {
 		// Only reachable when the connection refused the push: the queue was empty.
 		s.forgetLocked(e)
-		return DropQueueFull, 0
+		return DropQueueFull, 0, nil
 	}
 	s.enqueueLocked(e)
-	return NotDropped, ticket
+	return NotDropped, ticket, nil
 }
 
 func msgSize(m *Message) int { return len(m.Topic) + len(m.Payload) }
