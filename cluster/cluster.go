@@ -122,6 +122,14 @@ func New(cfg Config) (*Cluster, error) {
 	if held := spool.Peers(); len(held) > 0 {
 		log.Info("holding messages for nodes from before the restart", "members", held)
 	}
+	applied := newAppliedBatches()
+	marks, err := cfg.Store.LoadApplied()
+	if err == nil {
+		err = applied.loadMarks(marks)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("cluster: %w", err)
+	}
 	ln, err := net.Listen("tcp", cfg.PeerAddr)
 	if err != nil {
 		return nil, fmt.Errorf("peer addr: %w", err)
@@ -143,7 +151,7 @@ func New(cfg Config) (*Cluster, error) {
 		spool:       spool,
 		releaser:    newReleaser(cfg.Store),
 		incarnation: cfg.NodeName + "#" + strconv.FormatUint(rand.Uint64(), 36),
-		applied:     newAppliedBatches(),
+		applied:     applied,
 		stop:        make(chan struct{}),
 	}
 	c.fsm = &fsm{table: c.table}

@@ -30,9 +30,9 @@ type server struct {
 // store ticket of what it applied: the acknowledgement of a skipped delivery waits
 // for it, as the first one's did, or should have had its stream not ended.
 //
-// It is memory only: after a restart of this node a sender's unacknowledged
-// batches may be applied again (a QoS 1 duplicate; for QoS 2, as when a node
-// crashes with a batch in flight).
+// The marks of batches that wrote something durable are also written to the store
+// (applied_marks.go) and loaded at start, so a restart of this node does not make
+// it apply a sender's unacknowledged batch again.
 type appliedBatches struct {
 	mu      sync.Mutex // guards the maps
 	last    map[string]appliedMark
@@ -207,6 +207,10 @@ func (s *server) apply(ctx context.Context, b *peerpb.ForwardBatch) *peerpb.Forw
 				relayed = append(relayed, w)
 			}
 		}
+	}
+	if ticket > 0 {
+		// Something durable was applied: so is the mark that skips it when sent again.
+		ticket = max(ticket, c.persistMark(sender, b.From, b.Id, b.SpoolId, spoolTo))
 	}
 	if err := c.local.WaitDurable(ctx, ticket); err != nil && ack.Error == "" {
 		ack.Error = err.Error()
