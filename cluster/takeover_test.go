@@ -142,11 +142,7 @@ func TestTakeoverWhilePublishing(t *testing.T) {
 			publishNumbered(t, pub, "fl/x", "f", qos, 1, before)
 			// CONNECT on n3 without waiting for its CONNACK: the takeover runs while
 			// the publisher goes on.
-			c := nodetest.Dial(t, nodes[2].Addr, proto.V5)
-			cp := &proto.Connect{ClientID: "flow", KeepAlive: 60, Version: proto.V5}
-			cp.Props.SessionExpiry = 3600
-			cp.Props.Set(proto.PropSessionExpiry)
-			c.Send(cp)
+			c := sendResume(t, nodes[2].Addr, "flow")
 			publishNumbered(t, pub, "fl/x", "f", qos, before+1, total)
 			ack := nodetest.Expect[*proto.Connack](c)
 			if ack.ReasonCode != 0 || !ack.SessionPresent {
@@ -209,11 +205,7 @@ func takeoverToUnreachableNode(t *testing.T, pubOn int) {
 	publishNumbered(t, pub, "far/x", "f", 2, 1, before)
 
 	nodes[2].CutPeer()
-	c := nodetest.Dial(t, nodes[2].Addr, proto.V5)
-	cp := &proto.Connect{ClientID: "far", KeepAlive: 60, Version: proto.V5}
-	cp.Props.SessionExpiry = 3600
-	cp.Props.Set(proto.PropSessionExpiry)
-	c.Send(cp)
+	c := sendResume(t, nodes[2].Addr, "far")
 	publishNumbered(t, pub, "far/x", "f", 2, before+1, total)
 	ack := nodetest.Expect[*proto.Connack](c)
 	if ack.ReasonCode != 0 || !ack.SessionPresent {
@@ -238,6 +230,18 @@ func takeoverToUnreachableNode(t *testing.T, pubOn int) {
 	if d := sub.got.dups(); len(d) > 0 {
 		t.Fatalf("QoS 2 messages delivered more than once: %v", d)
 	}
+}
+
+// sendResume sends a 5.0 CONNECT resuming id's session and returns without
+// waiting for the CONNACK, so a takeover runs while the test goes on.
+func sendResume(t *testing.T, addr, id string) *nodetest.Client {
+	t.Helper()
+	c := nodetest.Dial(t, addr, proto.V5)
+	cp := &proto.Connect{ClientID: id, KeepAlive: 60, Version: proto.V5}
+	cp.Props.SessionExpiry = 3600
+	cp.Props.Set(proto.PropSessionExpiry)
+	c.Send(cp)
+	return c
 }
 
 // qosReceiver is a subscriber's side of QoS 1 and 2 across its connections: a QoS 2
