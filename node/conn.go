@@ -143,7 +143,6 @@ func (c *conn) run() {
 	defer close(c.done)
 	defer c.b.removeConn(c)
 	c.br = bufio.NewReaderSize(countingReader{c.nc, &c.b.Stats.BytesReceived}, 4096)
-	go c.w.loop()
 
 	err := c.connect()
 	if err == nil {
@@ -224,7 +223,7 @@ func (c *conn) classify(err error) {
 func (c *conn) teardown() {
 	c.b.Stats.Closed[c.reason].Add(1)
 	c.w.finish(c.code)
-	<-c.w.exited
+	c.w.wait()
 	c.b.connectionGone(c)
 }
 
