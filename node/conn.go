@@ -1,7 +1,6 @@
 package node
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"io"
@@ -21,8 +20,9 @@ import (
 type conn struct {
 	b   *Broker
 	nc  net.Conn
-	br  *bufio.Reader
 	log *slog.Logger
+	// fr holds the bytes of a packet not yet complete; owned by the reader.
+	fr framer
 
 	version   proto.Version
 	clientID  string
@@ -142,39 +142,9 @@ var kickText = map[closeReason]string{
 func (c *conn) run() {
 	defer close(c.done)
 	defer c.b.removeConn(c)
-	c.br = bufio.NewReaderSize(countingReader{c.nc, &c.b.Stats.BytesReceived}, 4096)
-
-	err := c.connect()
-	if err == nil {
-		err = c.readLoop()
-	}
+	err := c.readLoop()
 	c.classify(err)
 	c.teardown()
-}
-
-// readLoop reads packets until an error or a DISCONNECT.
-func (c *conn) readLoop() error {
-	if c.keepAlive == 0 {
-		// Keepalive 0 turns the mechanism off (3.1.2.10): lift the CONNECT deadline.
-		_ = c.nc.SetReadDeadline(time.Time{}) // an error shows in the read
-	}
-	for {
-		if c.keepAlive > 0 {
-			// [MQTT-3.1.2-24] close after one and a half keepalive periods of silence.
-			_ = c.nc.SetReadDeadline(time.Now().Add(c.keepAlive * 3 / 2)) // an error shows in the read
-		}
-		p, err := proto.ReadPacket(c.br, c.version, c.b.cfg.MaxPacketSize)
-		if err != nil {
-			return err
-		}
-		if c.kicked.Load() {
-			return errKicked
-		}
-		c.b.Stats.PacketsReceived.Add(1)
-		if err := c.handle(p); err != nil {
-			return err
-		}
-	}
 }
 
 var (
@@ -225,16 +195,4 @@ func (c *conn) teardown() {
 	c.w.finish(c.code)
 	c.w.wait()
 	c.b.connectionGone(c)
-}
-
-// countingReader counts the bytes read from the socket.
-type countingReader struct {
-	r io.Reader
-	n *atomic.Int64
-}
-
-func (cr countingReader) Read(p []byte) (int, error) {
-	n, err := cr.r.Read(p)
-	cr.n.Add(int64(n))
-	return n, err
 }

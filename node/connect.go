@@ -16,12 +16,11 @@ import (
 // 3.1.2.11.2): 0xFFFFFFFF. 3.1.1 persistent sessions use it too.
 const neverExpires = 0xFFFFFFFF
 
-// connect reads and answers CONNECT. On success the session is attached and
-// CONNACK queued; otherwise it returns the error that ends the connection (after
-// queueing a refusing CONNACK where the specification asks for one).
-func (c *conn) connect() error {
-	_ = c.nc.SetReadDeadline(time.Now().Add(c.b.cfg.ConnectTimeout)) // an error shows in the read
-	p, err := proto.ReadPacket(c.br, 0, c.b.cfg.MaxPacketSize)
+// connect answers the first packet, p, which must be CONNECT; err is the error
+// decoding it, if any. On success the session is attached and CONNACK queued;
+// otherwise it returns the error that ends the connection (after queueing a
+// refusing CONNACK where the specification asks for one).
+func (c *conn) connect(p proto.Packet, err error) error {
 	if err != nil {
 		if proto.CodeOf(err, 0) == proto.UnsupportedProtocolVersion {
 			// [MQTT-3.1.2-2] a level we do not speak: CONNACK 0x01 in 3.1.1 form.

@@ -3,9 +3,11 @@
 // shared-subscription groups.
 //
 // Each connection has one reader goroutine, which decodes packets and runs their
-// effects (publishing fans out on the publisher's own reader goroutine), and one
-// writer goroutine, which drains the connection's write queue in batches. A reader
-// owns its connection's teardown.
+// effects (publishing fans out on the publisher's own reader goroutine), and, while
+// its write queue is not empty, a writer goroutine, which drains the queue in
+// batches. A reader owns its connection's teardown. An idle connection holds no read
+// or write buffer: they come from free lists (bufpool.go) when bytes arrive or are
+// queued, and packets decoded from a read buffer alias it only as framer.go says.
 //
 // Lock order: Broker.mu -> session.Session.mu -> conn.outMu. No lock is held across
 // network I/O. node never imports cluster; the cluster hooks are interfaces declared
