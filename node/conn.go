@@ -18,9 +18,15 @@ import (
 // conn is one client connection. The reader goroutine (run) owns every field not
 // marked otherwise; the writer goroutine owns the write buffer.
 type conn struct {
-	b   *Broker
-	nc  net.Conn
-	log *slog.Logger
+	b  *Broker
+	nc net.Conn
+	// log is the connection's logger (logv, writing through lh; see connlog.go).
+	log  *slog.Logger
+	logv slog.Logger
+	lh   connHandler
+	// idLogged is set once the client id is known and accepted: from then on it is
+	// in every line the connection logs.
+	idLogged atomic.Bool
 	// fr holds the bytes of a packet not yet complete; owned by the reader.
 	fr framer
 
@@ -74,9 +80,9 @@ func newConn(b *Broker, nc net.Conn) *conn {
 	c := &conn{
 		b:    b,
 		nc:   nc,
-		log:  b.log.With("remote", nc.RemoteAddr().String()),
 		done: make(chan struct{}),
 	}
+	c.initLog()
 	c.w.init(c)
 	return c
 }
@@ -186,7 +192,9 @@ func (c *conn) classify(err error) {
 	if c.reason == closeProtocolError || c.reason == closeTooLarge || c.reason == closeSlowConsumer {
 		level = slog.LevelWarn
 	}
-	c.log.Log(context.Background(), level, "connection closed", "reason", c.reason.String(), "err", err)
+	if c.log.Enabled(context.Background(), level) {
+		c.log.Log(context.Background(), level, "connection closed", "reason", c.reason.String(), "err", err)
+	}
 }
 
 // teardown flushes and closes the socket, then settles the session and the will.

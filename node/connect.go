@@ -43,7 +43,7 @@ func (c *conn) connect(p proto.Packet, err error) error {
 		c.refuse(code)
 		return fmt.Errorf("%w: %s", errRefused, code)
 	}
-	c.log = c.log.With("client_id", c.clientID)
+	c.idLogged.Store(true)
 
 	present, err := c.b.register(c, cp.CleanStart)
 	if err != nil {
