@@ -249,6 +249,11 @@ func TestNoGoroutineLeak(t *testing.T) {
 			c.Conn.Close()
 		}
 	}
+	// With the event loop a connection has no goroutine until its socket reports
+	// the close, so first wait for every connection to be gone.
+	nodetest.Eventually(t, "every connection gone", func() bool {
+		return b.Stats.Connected.Load() == 0 && b.SessionCount() == 0
+	})
 	deadline := time.Now().Add(nodetest.Timeout)
 	for {
 		now := runtime.NumGoroutine()

@@ -11,6 +11,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/skein-mq/skein/node/poll"
 	"github.com/skein-mq/skein/proto"
 	"github.com/skein-mq/skein/session"
 )
@@ -19,7 +20,15 @@ import (
 // marked otherwise; the writer goroutine owns the write buffer.
 type conn struct {
 	b  *Broker
-	nc net.Conn
+	nc socket
+	// sock is the socket again when the event loop serves the connection
+	// (pollconn.go); nil on a goroutine of its own.
+	sock *poll.Conn
+	// deadline (unix nanoseconds, 0 for none) and timerAt are the event loop's read
+	// deadline and when its timer is due to look at it (pollconn.go).
+	deadline atomic.Int64
+	timerAt  atomic.Int64
+	timer    *time.Timer
 	// log is the connection's logger (logv, writing through lh; see connlog.go).
 	log  *slog.Logger
 	logv slog.Logger
@@ -76,7 +85,16 @@ type conn struct {
 	done chan struct{}
 }
 
-func newConn(b *Broker, nc net.Conn) *conn {
+// socket is what the broker needs of a connection's transport to write to it and
+// close it: a net.Conn, or a *poll.Conn of the event loop.
+type socket interface {
+	Write(b []byte) (int, error)
+	SetWriteDeadline(t time.Time) error
+	Close() error
+	RemoteAddr() net.Addr
+}
+
+func newConn(b *Broker, nc socket) *conn {
 	c := &conn{
 		b:    b,
 		nc:   nc,
@@ -114,6 +132,8 @@ func (c *conn) kick(r closeReason) {
 		code = proto.AdministrativeAction
 	case closeSlowConsumer:
 		code = proto.QuotaExceeded
+	case closeKeepAlive:
+		code = proto.KeepAliveTimeout
 	}
 	c.setReason(r, code, kickText[r])
 	c.kicked.Store(true)
@@ -141,7 +161,11 @@ var kickText = map[closeReason]string{
 	closeShutdown:     "the broker is shutting down",
 	closeKicked:       "disconnected by an administrator",
 	closeSlowConsumer: "the client does not read fast enough: its write queue overflowed",
+	closeKeepAlive:    keepAliveText,
 }
+
+// keepAliveText explains a keepalive timeout to a 5.0 client.
+const keepAliveText = "no packet within 1.5 times the keep alive"
 
 // run is the connection's reader goroutine: CONNECT, then the packet loop, then
 // teardown.
@@ -181,7 +205,7 @@ func (c *conn) classify(err error) {
 		if c.sess == nil {
 			c.setReason(closeConnectTimeout, 0)
 		} else {
-			c.setReason(closeKeepAlive, proto.KeepAliveTimeout, "no packet within 1.5 times the keep alive")
+			c.setReason(closeKeepAlive, proto.KeepAliveTimeout, keepAliveText)
 		}
 	case errors.Is(err, io.EOF):
 		c.setReason(closeEOF, 0)

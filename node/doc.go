@@ -2,10 +2,15 @@
 // takeover, keepalive, QoS flows, local subscriptions, retained messages, wills and
 // shared-subscription groups.
 //
-// Each connection has one reader goroutine, which decodes packets and runs their
-// effects (publishing fans out on the publisher's own reader goroutine), and, while
-// its write queue is not empty, a writer goroutine, which drains the queue in
-// batches. A reader owns its connection's teardown. An idle connection holds no read
+// A connection of a plain TCP listener is served by the event loop (node/poll,
+// Config.EventLoop): while it is idle it has no goroutine; when its socket has input
+// a goroutine reads it, decodes and handles the complete packets, and returns
+// (pollconn.go). Other connections (TLS, WebSocket, or without the event loop) have a
+// reader goroutine of their own (readloop.go). Either way the packets go through the
+// same code (connect, handle) and publishing fans out on the publisher's reading
+// goroutine; while its write queue is not empty, a connection has a writer
+// goroutine, which drains the queue in batches. The reading side owns the
+// connection's teardown. An idle connection holds no read
 // or write buffer: they come from free lists (bufpool.go) when bytes arrive or are
 // queued, and packets decoded from a read buffer alias it only as framer.go says.
 //

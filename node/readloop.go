@@ -2,6 +2,7 @@ package node
 
 import (
 	"io"
+	"net"
 	"os"
 	"syscall"
 	"time"
@@ -24,26 +25,27 @@ const plainFirstRead = 64
 // CONNECT within ConnectTimeout, then packets with 1.5 times the keepalive between
 // them [MQTT-3.1.2-24].
 func (c *conn) readLoop() error {
-	_ = c.nc.SetReadDeadline(time.Now().Add(c.b.cfg.ConnectTimeout)) // an error shows in the read
-	if sc, ok := c.nc.(syscall.Conn); ok {
+	nc := c.nc.(net.Conn)                                          // ServeConn's
+	_ = nc.SetReadDeadline(time.Now().Add(c.b.cfg.ConnectTimeout)) // an error shows in the read
+	if sc, ok := nc.(syscall.Conn); ok {
 		if rc, err := sc.SyscallConn(); err == nil {
-			return c.readRaw(rc)
+			return c.readRaw(nc, rc)
 		}
 	}
-	return c.readPlain()
+	return c.readPlain(nc)
 }
 
 // readDeadline moves the read deadline after packets were handled: the keepalive
 // from now, or none for keepalive 0 (3.1.2.10) once CONNECT is done. cleared
 // remembers that the deadline is off already.
-func (c *conn) readDeadline(handled int, cleared *bool) {
+func (c *conn) readDeadline(nc net.Conn, handled int, cleared *bool) {
 	switch {
 	case handled == 0 || c.sess == nil:
 		// Still within the connect timeout, or no complete packet yet.
 	case c.keepAlive > 0:
-		_ = c.nc.SetReadDeadline(time.Now().Add(c.keepAlive * 3 / 2)) // an error shows in the read
+		_ = nc.SetReadDeadline(time.Now().Add(c.keepAlive * 3 / 2)) // an error shows in the read
 	case !*cleared:
-		_ = c.nc.SetReadDeadline(time.Time{}) // an error shows in the read
+		_ = nc.SetReadDeadline(time.Time{}) // an error shows in the read
 		*cleared = true
 	}
 }
@@ -51,7 +53,7 @@ func (c *conn) readDeadline(handled int, cleared *bool) {
 // readRaw reads a TCP socket through its raw descriptor: a non-blocking read into a
 // pooled buffer, and when there is nothing to read, the buffer goes back and the
 // goroutine waits in the runtime's poller (which honours the read deadline).
-func (c *conn) readRaw(rc syscall.RawConn) error {
+func (c *conn) readRaw(nc net.Conn, rc syscall.RawConn) error {
 	cleared := false
 	for {
 		tail := c.fr.tail()
@@ -106,13 +108,13 @@ func (c *conn) readRaw(rc syscall.RawConn) error {
 		if err != nil {
 			return err
 		}
-		c.readDeadline(handled, &cleared)
+		c.readDeadline(nc, handled, &cleared)
 	}
 }
 
 // readPlain reads any other net.Conn: a read of a few bytes while waiting for a
 // packet, and the rest of a larger packet straight into its own buffer.
-func (c *conn) readPlain() error {
+func (c *conn) readPlain(nc net.Conn) error {
 	first := make([]byte, plainFirstRead)
 	cleared := false
 	for {
@@ -120,10 +122,10 @@ func (c *conn) readPlain() error {
 		var n int
 		var err error
 		if tail := c.fr.tail(); tail != nil {
-			n, err = c.nc.Read(tail)
+			n, err = nc.Read(tail)
 			c.fr.wrote(n)
 		} else {
-			n, err = c.nc.Read(first)
+			n, err = nc.Read(first)
 			data = first[:n]
 		}
 		c.b.Stats.BytesReceived.Add(int64(n))
@@ -137,7 +139,7 @@ func (c *conn) readPlain() error {
 		if err != nil {
 			return err
 		}
-		c.readDeadline(handled, &cleared)
+		c.readDeadline(nc, handled, &cleared)
 	}
 }
 
@@ -164,6 +166,9 @@ func (c *conn) consume(data []byte) (int, error) {
 // be CONNECT, then come the packets of a connected client.
 func (c *conn) packet(p proto.Packet, err error) error {
 	if c.sess == nil {
+		// The connect timeout ends with the packet, however long CONNECT takes to
+		// handle (a takeover waits for the old connection).
+		c.deadline.Store(0)
 		return c.connect(p, err)
 	}
 	if err != nil {

@@ -1,0 +1,145 @@
+package poll
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+
+	"golang.org/x/sys/unix"
+)
+
+// Listener accepts connections from a TCP listener's socket without making a
+// net.Conn for each. A net.TCPListener does not let its descriptor be waited on
+// (its raw connection has no Read), so the Listener holds a duplicate of the
+// descriptor as an *os.File, which the runtime's poller watches. Close closes both.
+type Listener struct {
+	ln *net.TCPListener
+	f  *os.File
+}
+
+// Listen prepares ln for Accept.
+func Listen(ln *net.TCPListener) (*Listener, error) {
+	rc, err := ln.SyscallConn()
+	if err != nil {
+		return nil, fmt.Errorf("poll: listener descriptor: %w", err)
+	}
+	dup := -1
+	var derr error
+	if err := rc.Control(func(fd uintptr) {
+		dup, derr = unix.FcntlInt(fd, unix.F_DUPFD_CLOEXEC, 0)
+	}); err != nil {
+		return nil, fmt.Errorf("poll: listener descriptor: %w", err)
+	}
+	if derr != nil {
+		return nil, os.NewSyscallError("fcntl", derr)
+	}
+	// The duplicate shares the original's O_NONBLOCK, so os.NewFile hands it to the
+	// runtime's poller.
+	return &Listener{ln: ln, f: os.NewFile(uintptr(dup), "listener")}, nil
+}
+
+// Addr returns the listener's address.
+func (l *Listener) Addr() net.Addr { return l.ln.Addr() }
+
+// Close stops Accept and closes the listening socket.
+func (l *Listener) Close() error {
+	return errors.Join(l.f.Close(), l.ln.Close())
+}
+
+// Admit decides about an accepted connection: the handler for its input, or nil to
+// close it at once. It runs on the accepting goroutine, before the connection's
+// input is watched.
+type Admit func(c *Conn) Handler
+
+// acceptBatch is how many sockets one wake-up accepts before handing them over.
+const acceptBatch = 64
+
+// Accept accepts connections from l into p until l is closed or accepting fails,
+// and returns that error. Each connection gets TCP_NODELAY and the keepalive a Go
+// listener sets (probes after 15 s idle, every 15 s), and is handed to admit. After
+// a failure that may pass (IsTemporary), the caller may wait and call Accept again.
+func (p *Poller) Accept(l *Listener, admit Admit) error {
+	rc, err := l.f.SyscallConn()
+	if err != nil {
+		return fmt.Errorf("poll: listener descriptor: %w", err)
+	}
+	type accepted struct {
+		fd int
+		sa unix.Sockaddr
+	}
+	batch := make([]accepted, 0, acceptBatch)
+	for {
+		var aerr error
+		// The callback only accepts: admitting may wait for the broker's lock, and
+		// closing the listener waits for the callback to return.
+		err := rc.Read(func(lfd uintptr) bool {
+			for len(batch) < acceptBatch {
+				fd, sa, err := unix.Accept4(int(lfd), unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC)
+				switch {
+				case err == unix.EINTR || err == unix.ECONNABORTED:
+					continue
+				case err == unix.EAGAIN:
+					return len(batch) > 0 // wait when nothing came
+				case err != nil:
+					aerr = os.NewSyscallError("accept4", err)
+					return true
+				}
+				batch = append(batch, accepted{fd, sa})
+			}
+			return true
+		})
+		for i, a := range batch {
+			p.add(a.fd, a.sa, admit)
+			batch[i] = accepted{}
+		}
+		batch = batch[:0]
+		if err != nil {
+			return err
+		}
+		if aerr != nil {
+			return aerr
+		}
+	}
+}
+
+// IsTemporary reports whether an Accept error may pass by itself: out of
+// descriptors or memory.
+func IsTemporary(err error) bool {
+	return errors.Is(err, unix.EMFILE) || errors.Is(err, unix.ENFILE) ||
+		errors.Is(err, unix.ENOBUFS) || errors.Is(err, unix.ENOMEM)
+}
+
+// add sets up and registers one accepted socket.
+func (p *Poller) add(fd int, sa unix.Sockaddr, admit Admit) {
+	// Failed options leave a working socket, only slower or without probes.
+	_ = unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_NODELAY, 1)
+	_ = unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_KEEPALIVE, 1)
+	_ = unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_KEEPIDLE, 15)
+	_ = unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_KEEPINTVL, 15)
+	c := &Conn{p: p, fd: fd, slot: fd, raddr: addrPort(sa)}
+	h := admit(c)
+	if h == nil {
+		_ = unix.Close(fd) // refused
+		return
+	}
+	c.h = h
+	if err := p.register(c); err != nil {
+		// Not watched: end the connection through its handler, which reads the
+		// end of the stream and lets the descriptor go.
+		c.Close()
+		c.input()
+	}
+}
+
+// addrPort converts an accepted peer's address.
+func addrPort(sa unix.Sockaddr) netip.AddrPort {
+	switch sa := sa.(type) {
+	case *unix.SockaddrInet4:
+		return netip.AddrPortFrom(netip.AddrFrom4(sa.Addr), uint16(sa.Port))
+	case *unix.SockaddrInet6:
+		return netip.AddrPortFrom(netip.AddrFrom16(sa.Addr), uint16(sa.Port))
+	}
+	return netip.AddrPort{}
+}
