@@ -46,6 +46,8 @@ type Broker struct {
 	// poller is the event loop of the plain TCP listeners (Config.EventLoop),
 	// started by New and closed by Shutdown once every connection is gone.
 	poller *poll.Poller
+	// wheel holds the read deadlines of the event loop's connections; with poller.
+	wheel *poll.Wheel[*conn]
 
 	wg sync.WaitGroup // connection and accept goroutines
 
@@ -122,8 +124,10 @@ func New(cfg Config) (*Broker, error) {
 		p, err := poll.New()
 		if err != nil {
 			log.Warn("no event loop: serving a goroutine per connection", "err", err)
+		} else {
+			b.poller = p
+			b.wheel = poll.NewWheel[*conn](wheelTick, 2*time.Minute)
 		}
-		b.poller = p
 	}
 	if cfg.SysInterval > 0 {
 		b.sys = newSysPublisher(b, cfg.SysInterval)
@@ -131,6 +135,10 @@ func New(cfg Config) (*Broker, error) {
 	}
 	return b, nil
 }
+
+// wheelTick is the resolution of the event loop's connect timeouts and keepalives:
+// a connection is closed at most this much after its deadline.
+const wheelTick = 100 * time.Millisecond
 
 // ErrClosed is returned by Serve once the broker is shutting down.
 var ErrClosed = errors.New("node: broker closed")
@@ -281,11 +289,12 @@ func (b *Broker) Shutdown(ctx context.Context) error {
 	}
 	// Every connection is gone: the event loop has nothing left to serve.
 	b.mu.Lock()
-	p := b.poller
-	b.poller = nil
+	p, w := b.poller, b.wheel
+	b.poller, b.wheel = nil, nil
 	b.mu.Unlock()
 	if p != nil {
 		_ = p.Close() // fails only on closing its epoll descriptor, which is gone either way
+		w.Close()
 	}
 	return err
 }

@@ -72,16 +72,20 @@ func (f *freeList[T]) put(s []T) {
 	}
 }
 
-// bufs are the read and write buffers: together at most about 30 MiB, reached only
+// bufs are the read and write buffers: together at most about 22 MiB, reached only
 // when that many reads and batches are in flight at once.
 var bufs = newFreeList[byte](
 	[]int{512, 4 << 10, 32 << 10, 256 << 10, 2 << 20},
-	[]int{4096, 1024, 256, 32, 4},
+	[]int{4096, 512, 64, 16, 4},
 )
 
 // readBufSize is the size of a read buffer: what one read call takes from a socket
-// at most.
-const readBufSize = 32 << 10
+// at most. smallReadBufSize is the event loop's first read of a round on a
+// connection that is not busy (pollconn.go).
+const (
+	readBufSize      = 32 << 10
+	smallReadBufSize = 4 << 10
+)
 
 // getReadBuf returns a buffer of readBufSize bytes to read into; give it back with
 // bufs.put once nothing decoded from it is used any more (see framer).

@@ -25,14 +25,14 @@ type conn struct {
 	// (pollconn.go); nil on a goroutine of its own.
 	sock *poll.Conn
 	// deadline (unix nanoseconds, 0 for none) and timerAt are the event loop's read
-	// deadline and when its timer is due to look at it (pollconn.go).
+	// deadline and when its timer, kt, is due to look at it (pollconn.go).
 	deadline atomic.Int64
 	timerAt  atomic.Int64
-	timer    *time.Timer
-	// log is the connection's logger (logv, writing through lh; see connlog.go).
+	kt       poll.Timer[*conn]
+	// log is the connection's logger, logv, whose handler is the connection itself
+	// (connlog.go).
 	log  *slog.Logger
 	logv slog.Logger
-	lh   connHandler
 	// idLogged is set once the client id is known and accepted: from then on it is
 	// in every line the connection logs.
 	idLogged atomic.Bool
@@ -78,6 +78,9 @@ type conn struct {
 	connected atomic.Bool
 	// cleanDisconnect is set when the client sent DISCONNECT that suppresses the will.
 	cleanDisconnect bool
+	// busy is set when the event loop's last round of reads filled its first
+	// buffer (pollconn.go); owned by the reader.
+	busy bool
 
 	w writer
 	// done is closed when the connection is fully torn down (session detached, will

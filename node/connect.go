@@ -129,11 +129,15 @@ func (c *conn) refuse(code proto.ReasonCode) {
 
 // connack builds the accepting CONNACK, with the server's limits for a 5.0 client.
 func (c *conn) connack(present bool) *proto.Connack {
-	// MQTT 3.1 has no session present flag: the byte is reserved there.
-	ack := &proto.Connack{SessionPresent: present && c.version != proto.V31}
 	if c.version != proto.V5 {
-		return ack
+		// MQTT 3.1 has no session present flag: the byte is reserved there. The
+		// packets are shared: the writer only encodes them.
+		if present && c.version != proto.V31 {
+			return &connackPresent
+		}
+		return &connackNew
 	}
+	ack := &proto.Connack{SessionPresent: present}
 	cfg := &c.b.cfg
 	pr := &ack.Props
 	if c.assignedID { // [MQTT-3.2.2-16]
@@ -164,6 +168,10 @@ func (c *conn) connack(present bool) *proto.Connack {
 	}
 	return ack
 }
+
+// connackNew and connackPresent are the accepting CONNACKs of 3.1 and 3.1.1, which
+// carry nothing else: shared by every connection, never modified.
+var connackNew, connackPresent = proto.Connack{}, proto.Connack{SessionPresent: true}
 
 func generateClientID() string {
 	var b [12]byte

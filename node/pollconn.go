@@ -14,7 +14,8 @@ import (
 // the complete packets (the framer keeps an incomplete one's bytes) and returns.
 // Its writer is the same on-demand goroutine as for any connection, writing through
 // the poll.Conn, which waits for room without a goroutine of the loop's. The connect
-// timeout and the keepalive are a timer instead of a read deadline. Everything from
+// timeout and the keepalive are a timer on the broker's timing wheel (a few words in
+// the connection) instead of a read deadline. Everything from
 // decoding on (connect, handle, teardown) is the code every connection runs.
 
 // servePoll accepts ln's connections into the event loop until ln is closed.
@@ -43,9 +44,10 @@ func (b *Broker) admitPolled(pc *poll.Conn) poll.Handler {
 	if !b.admit(c) {
 		return nil
 	}
-	c.deadline.Store(time.Now().Add(b.cfg.ConnectTimeout).UnixNano())
-	c.timerAt.Store(c.deadline.Load())
-	c.timer = time.AfterFunc(b.cfg.ConnectTimeout, c.expire)
+	dl := time.Now().Add(b.cfg.ConnectTimeout)
+	c.deadline.Store(dl.UnixNano())
+	c.timerAt.Store(dl.UnixNano())
+	b.wheel.Set(&c.kt, c, dl)
 	return c
 }
 
@@ -61,7 +63,7 @@ func (c *conn) Input() bool {
 	}
 	c.classify(err)
 	c.teardown()
-	c.timer.Stop()
+	c.b.wheel.Stop(&c.kt)
 	c.b.removeConn(c)
 	close(c.done)
 	c.b.wg.Done()
@@ -71,13 +73,21 @@ func (c *conn) Input() bool {
 // readPolled reads until the socket has nothing more, handling the complete packets
 // of every chunk. A read buffer is taken per chunk and given back after it, so
 // between rounds the connection holds at most an incomplete packet's bytes.
+//
+// The first read of a round takes a small buffer, unless the previous round filled
+// its first one (c.busy): a quiet connection's occasional packet, and the CONNECT of
+// a connection storm, do not each hold a large buffer.
 func (c *conn) readPolled() (handled int, err error) {
-	for {
+	size := smallReadBufSize
+	if c.busy {
+		size = readBufSize
+	}
+	for first := true; ; first = false {
 		var buf, dst, data []byte
-		if tail := c.fr.tail(); len(tail) >= readBufSize {
+		if tail := c.fr.tail(); len(tail) >= size {
 			dst = tail // the rest of a large packet, straight into its buffer
 		} else {
-			buf = getReadBuf()
+			buf = bufs.get(size)[:size]
 			dst = buf
 		}
 		n, err := c.sock.TryRead(dst)
@@ -106,6 +116,10 @@ func (c *conn) readPolled() (handled int, err error) {
 		if err == io.EOF {
 			err = c.fr.eof()
 		}
+		if first {
+			c.busy = n == len(dst)
+		}
+		size = readBufSize
 		if err != nil || n < len(dst) && !c.sock.HungUp() {
 			// A short read emptied the socket: input arriving from now on runs
 			// Input again. After a hang-up no more input is reported, so reading
@@ -127,21 +141,21 @@ func (c *conn) touch() {
 	c.deadline.Store(dl)
 	if at := c.timerAt.Load(); at == 0 || at > dl {
 		c.timerAt.Store(dl)
-		c.timer.Reset(time.Until(time.Unix(0, dl)))
+		c.b.wheel.Set(&c.kt, c, time.Unix(0, dl))
 	}
 }
 
-// expire is the read deadline's timer: close the connection if the deadline has
-// passed, wait again if it has moved.
-func (c *conn) expire() {
+// Expire implements poll.Expirer for the read deadline's timer: close the
+// connection if the deadline has passed, wait again if it has moved.
+func (c *conn) Expire() {
 	c.timerAt.Store(0)
 	dl := c.deadline.Load()
 	if dl == 0 {
 		return // no deadline now; touch sets the timer with the next one
 	}
-	if left := time.Until(time.Unix(0, dl)); left > 0 {
+	if time.Now().UnixNano() < dl {
 		c.timerAt.Store(dl)
-		c.timer.Reset(left)
+		c.b.wheel.Set(&c.kt, c, time.Unix(0, dl))
 		return
 	}
 	if c.connected.Load() {

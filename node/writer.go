@@ -27,12 +27,10 @@ type writer struct {
 	spare []outItem
 	// running is set while the writer goroutine exists (or is about to start).
 	running bool
-	stopped bool // finish was called: nothing more is queued
+	stopped bool // finish was called: nothing more is queued; the first call's DISCONNECT is the one sent
 	// refused is set when Push turned a delivery away for a full queue: once the
 	// queue drains, the session must be asked to refill its window.
 	refused bool
-	// finishOnce makes finish idempotent: the first caller's DISCONNECT is the one sent.
-	finishOnce sync.Once
 	// wg counts the writer goroutine; teardown waits on it after finish.
 	wg sync.WaitGroup
 	// lastBatch is about the length of the recent batches, to take a queue array
@@ -137,16 +135,18 @@ func (w *writer) pushConnack(p proto.Packet) {
 // the first call counts. The remaining writes are bounded by a short deadline, so a
 // stalled client cannot hold the teardown. wait returns once that is done.
 func (w *writer) finish(code proto.ReasonCode) {
-	w.finishOnce.Do(func() {
-		_ = w.c.nc.SetWriteDeadline(time.Now().Add(min(w.c.b.cfg.WriteTimeout, 5*time.Second))) // a closed socket fails the write anyway
-		w.mu.Lock()
-		if last := w.c.disconnectPacket(code); last != nil {
-			w.enqueueLocked(outItem{ctl: last})
-		}
-		w.stopped = true
-		w.startLocked()
+	w.mu.Lock()
+	if w.stopped {
 		w.mu.Unlock()
-	})
+		return
+	}
+	if last := w.c.disconnectPacket(code); last != nil {
+		w.enqueueLocked(outItem{ctl: last})
+	}
+	w.stopped = true
+	w.startLocked()
+	w.mu.Unlock()
+	_ = w.c.nc.SetWriteDeadline(time.Now().Add(min(w.c.b.cfg.WriteTimeout, 5*time.Second))) // a closed socket fails the write anyway
 }
 
 // wait returns once the writer goroutine has closed the socket after finish.
