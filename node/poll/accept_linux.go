@@ -79,11 +79,18 @@ func (p *Poller) Accept(l *Listener, admit Admit) error {
 		sa syscall.Sockaddr
 	}
 	batch := make([]accepted, 0, acceptBatch)
+	drained := false // the last accept said EAGAIN: wait before the next
 	for {
 		var aerr error
 		// The callback only accepts: admitting may wait for the broker's lock, and
 		// closing the listener waits for the callback to return.
 		err := rc.Read(func(lfd uintptr) bool {
+			if drained {
+				// Nothing is waiting (or a connection that came since has made the
+				// listener ready again, and the runtime calls back at once).
+				drained = false
+				return false
+			}
 			for len(batch) < acceptBatch {
 				// syscall's accept4, not x/sys/unix's, which asks the listener for
 				// its protocol (one more system call) on every IPv4 accept.
@@ -92,7 +99,8 @@ func (p *Poller) Accept(l *Listener, admit Admit) error {
 				case err == syscall.EINTR || err == syscall.ECONNABORTED:
 					continue
 				case err == syscall.EAGAIN:
-					return len(batch) > 0 // wait when nothing came
+					drained = len(batch) > 0
+					return drained // wait when nothing came
 				case err != nil:
 					aerr = os.NewSyscallError("accept4", err)
 					return true
