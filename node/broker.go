@@ -255,8 +255,9 @@ func (b *Broker) Shutdown(ctx context.Context) error {
 	b.mu.Lock()
 	alreadyClosing := b.closing
 	b.closing = true
+	closers := make([]io.Closer, 0, len(b.listeners))
 	for _, cl := range b.listeners {
-		cl.Close()
+		closers = append(closers, cl)
 	}
 	conns := make([]*conn, 0, len(b.conns))
 	for c := range b.conns {
@@ -266,6 +267,12 @@ func (b *Broker) Shutdown(ctx context.Context) error {
 		r.stopTimers()
 	}
 	b.mu.Unlock()
+	// Closed without b.mu: closing an event loop listener waits for its accepting
+	// callback, which may be admitting a connection (and so waiting for b.mu); it
+	// refuses it now that closing is set.
+	for _, cl := range closers {
+		cl.Close()
+	}
 	if b.sys != nil && !alreadyClosing {
 		b.sys.close()
 	}

@@ -61,66 +61,44 @@ func (l *Listener) Close() error {
 // input is watched.
 type Admit func(c *Conn) Handler
 
-// acceptBatch is how many sockets one wake-up accepts before handing them over.
-const acceptBatch = 64
-
 // Accept accepts connections from l into p until l is closed or accepting fails,
 // and returns that error. Each connection has TCP_NODELAY and the keepalive a Go
 // listener sets (probes after 15 s idle, every 15 s), from the listening socket, and
 // is handed to admit. After a failure that may pass (IsTemporary), the caller may
 // wait and call Accept again.
+//
+// admit runs inside the runtime's wait on the listener, which Close waits for: it
+// must not wait for anything that closes l.
 func (p *Poller) Accept(l *Listener, admit Admit) error {
 	rc, err := l.f.SyscallConn()
 	if err != nil {
 		return fmt.Errorf("poll: listener descriptor: %w", err)
 	}
-	type accepted struct {
-		fd int
-		sa syscall.Sockaddr
-	}
-	batch := make([]accepted, 0, acceptBatch)
-	drained := false // the last accept said EAGAIN: wait before the next
-	for {
-		var aerr error
-		// The callback only accepts: admitting may wait for the broker's lock, and
-		// closing the listener waits for the callback to return.
-		err := rc.Read(func(lfd uintptr) bool {
-			if drained {
-				// Nothing is waiting (or a connection that came since has made the
-				// listener ready again, and the runtime calls back at once).
-				drained = false
-				return false
+	var aerr error
+	// One accept4 per connection and one more, saying EAGAIN, per wake-up: the
+	// runtime forgets the listener's readiness each time Read is called, so
+	// returning between connections would cost a second EAGAIN each time.
+	err = rc.Read(func(lfd uintptr) bool {
+		for {
+			// syscall's accept4, not x/sys/unix's, which asks the listener for its
+			// protocol (one more system call) on every IPv4 accept.
+			fd, sa, err := syscall.Accept4(int(lfd), syscall.SOCK_NONBLOCK|syscall.SOCK_CLOEXEC)
+			switch {
+			case err == syscall.EINTR || err == syscall.ECONNABORTED:
+				continue
+			case err == syscall.EAGAIN:
+				return false // wait for the next connection
+			case err != nil:
+				aerr = os.NewSyscallError("accept4", err)
+				return true
 			}
-			for len(batch) < acceptBatch {
-				// syscall's accept4, not x/sys/unix's, which asks the listener for
-				// its protocol (one more system call) on every IPv4 accept.
-				fd, sa, err := syscall.Accept4(int(lfd), syscall.SOCK_NONBLOCK|syscall.SOCK_CLOEXEC)
-				switch {
-				case err == syscall.EINTR || err == syscall.ECONNABORTED:
-					continue
-				case err == syscall.EAGAIN:
-					drained = len(batch) > 0
-					return drained // wait when nothing came
-				case err != nil:
-					aerr = os.NewSyscallError("accept4", err)
-					return true
-				}
-				batch = append(batch, accepted{fd, sa})
-			}
-			return true
-		})
-		for i, a := range batch {
-			p.add(a.fd, a.sa, admit)
-			batch[i] = accepted{}
+			p.add(fd, sa, admit)
 		}
-		batch = batch[:0]
-		if err != nil {
-			return err
-		}
-		if aerr != nil {
-			return aerr
-		}
+	})
+	if err != nil {
+		return err
 	}
+	return aerr
 }
 
 // IsTemporary reports whether an Accept error may pass by itself: out of
