@@ -54,7 +54,9 @@ func (b *Broker) admitPolled(pc *poll.Conn) poll.Handler {
 // Input implements poll.Handler: one round of reading and handling; false once the
 // connection is torn down.
 func (c *conn) Input() bool {
+	c.w.beginRound()
 	handled, err := c.readPolled()
+	c.w.endRound()
 	if handled > 0 {
 		c.touch()
 	}

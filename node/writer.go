@@ -31,6 +31,11 @@ type writer struct {
 	// refused is set when Push turned a delivery away for a full queue: once the
 	// queue drains, the session must be asked to refill its window.
 	refused bool
+	// round is set while the event loop's reader handles a round of input (see
+	// endRound): the replies it queues wait for the round's end instead of starting
+	// the writer goroutine. roundWaits says one of them waits for the store or for
+	// other nodes.
+	round, roundWaits bool
 	// wg counts the writer goroutine; teardown waits on it after finish.
 	wg sync.WaitGroup
 	// lastBatch is about the length of the recent batches, to take a queue array
@@ -100,7 +105,7 @@ func (w *writer) pushItem(it outItem) {
 	}
 	overflow := len(w.q) >= 4*w.c.b.cfg.MaxWriteQueue
 	if !overflow {
-		w.enqueueLocked(it)
+		w.enqueueReplyLocked(it)
 	}
 	w.mu.Unlock()
 	if overflow {
@@ -115,7 +120,54 @@ func (w *writer) startLocked() {
 	}
 	w.running = true
 	w.wg.Add(1)
-	go w.loop()
+	go w.loop(false)
+}
+
+// enqueueReplyLocked queues a packet the connection's reader sends in answer to
+// the client's: during an event loop round it waits for endRound. w.mu is held.
+func (w *writer) enqueueReplyLocked(it outItem) {
+	if !w.round {
+		w.enqueueLocked(it)
+		return
+	}
+	if w.q == nil {
+		w.q = queues.get(w.lastBatch)
+	}
+	w.q = append(w.q, it)
+	w.roundWaits = w.roundWaits || it.ticket != 0 || it.fwd != nil
+}
+
+// beginRound marks the start of an event loop round of input (pollconn.go).
+func (w *writer) beginRound() {
+	w.mu.Lock()
+	w.round = true
+	w.mu.Unlock()
+}
+
+// endRound sends what the round queued. When the writer goroutine is not running
+// and nothing queued waits for the disk or for other nodes, the reader's goroutine
+// writes the batch itself, so a CONNACK or the acknowledgements of a round cost no
+// goroutine; if the socket has no room, this waits (up to WriteTimeout), which
+// holds back only this connection's next round of input. More queued meanwhile
+// goes to a writer goroutine.
+func (w *writer) endRound() {
+	w.mu.Lock()
+	w.round = false
+	waits := w.roundWaits
+	w.roundWaits = false
+	if w.running || len(w.q) == 0 || w.stopped {
+		w.mu.Unlock()
+		return
+	}
+	if waits {
+		w.startLocked() // the reader must not wait for the disk
+		w.mu.Unlock()
+		return
+	}
+	w.running = true
+	w.wg.Add(1)
+	w.mu.Unlock()
+	w.loop(true)
 }
 
 // pushConnack queues the accepting CONNACK and marks the connection connected in one
@@ -124,7 +176,7 @@ func (w *writer) startLocked() {
 func (w *writer) pushConnack(p proto.Packet) {
 	w.mu.Lock()
 	if !w.stopped {
-		w.enqueueLocked(outItem{ctl: p})
+		w.enqueueReplyLocked(outItem{ctl: p})
 		w.c.connected.Store(true)
 	}
 	w.mu.Unlock()
@@ -153,11 +205,18 @@ func (w *writer) finish(code proto.ReasonCode) {
 func (w *writer) wait() { w.wg.Wait() }
 
 // loop is the writer goroutine: it drains the queue and returns when it is empty,
-// or, after finish, once the socket is closed.
-func (w *writer) loop() {
+// or, after finish, once the socket is closed. Run inline by endRound, it writes one
+// batch and hands what came meanwhile to a goroutine.
+func (w *writer) loop(inline bool) {
 	defer w.wg.Done()
-	for {
+	for first := true; ; first = false {
 		w.mu.Lock()
+		if inline && !first && len(w.q) > 0 && !w.stopped {
+			w.wg.Add(1)
+			go w.loop(false) // still running: the goroutine takes over
+			w.mu.Unlock()
+			return
+		}
 		if len(w.q) == 0 {
 			stopped := w.stopped
 			if !stopped {
