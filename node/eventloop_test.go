@@ -287,3 +287,38 @@ func TestEventLoopIdleConnectionsHaveNoGoroutine(t *testing.T) {
 		time.Sleep(5 * time.Millisecond)
 	}
 }
+
+// TestClientThatNeverReadsItsReplies: a client that sends PINGREQs without ever
+// reading fills the broker's side of the socket with PINGRESPs; the broker neither
+// blocks anyone else nor keeps it: it is closed as a slow consumer (write timeout
+// or write queue overflow), and its writes then fail.
+func TestClientThatNeverReadsItsReplies(t *testing.T) {
+	itPaths(t, func(t *testing.T, cfg node.Config) {
+		cfg.MaxWriteQueue = 16
+		cfg.WriteTimeout = time.Second
+		b := nodetest.Start(t, cfg)
+		c := nodetest.Connect(t, b.Addr, proto.V311, "deaf")
+		itShrinkReadBuffer(t, c)
+		pings := bytes.Repeat(itEncode(t, proto.V311, &proto.Pingreq{}), 4096)
+		wrote := make(chan error, 1)
+		go func() {
+			for {
+				_ = c.Conn.SetWriteDeadline(time.Now().Add(nodetest.Timeout))
+				if _, err := c.Conn.Write(pings); err != nil {
+					wrote <- err
+					return
+				}
+			}
+		}()
+		other := nodetest.Connect(t, b.Addr, proto.V311, "other")
+		other.Send(&proto.Pingreq{})
+		nodetest.Expect[*proto.Pingresp](other) // served meanwhile
+		slowClosed := slices.Index(node.CloseReasons(), "slow_consumer")
+		nodetest.Eventually(t, "the client to be closed as a slow consumer", func() bool {
+			return b.Stats.Closed[slowClosed].Load() == 1
+		})
+		if err := <-wrote; err == nil {
+			t.Fatalf("writes to a closed connection kept succeeding")
+		}
+	})
+}
