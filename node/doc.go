@@ -14,7 +14,10 @@
 // or write buffer: they come from free lists (bufpool.go) when bytes arrive or are
 // queued, and packets decoded from a read buffer alias it only as framer.go says.
 //
-// Lock order: Broker.mu -> session.Session.mu -> conn.outMu. No lock is held across
-// network I/O. node never imports cluster; the cluster hooks are interfaces declared
-// here and plugged in by cmd.
+// Lock order: Broker.mu -> session.Session.mu -> writer.mu. The event loop's locks
+// (node/poll: Poller.mu, Conn.mu, Wheel.mu) are leaves: its callbacks (Input,
+// Expire) run with none of them held. No lock is held across network I/O, except
+// poll.Conn.mu, held for reading across its non-blocking system calls so that a
+// descriptor is never closed under one. node never imports cluster; the cluster
+// hooks are interfaces declared here and plugged in by cmd.
 package node

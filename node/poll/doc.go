@@ -15,5 +15,9 @@
 // of it is in progress (Conn.mu), so a descriptor number reused by a later accept is
 // never written to by a stale goroutine.
 //
+// Wheel is a timing wheel for the connections' read deadlines (connect timeout,
+// keepalive): a timer is a few words inside its owner, and one goroutine ticks for
+// all of them.
+//
 // poll imports nothing of ours. On other systems Supported is false and New fails.
 package poll
