@@ -3,6 +3,7 @@ package node
 import (
 	"crypto/tls"
 	"errors"
+	"net"
 	"strings"
 
 	"github.com/skein-mq/skein/node/auth"
@@ -23,15 +24,16 @@ type Authorizer interface {
 	CanSubscribe(clientID, username string, anonymous bool, filter string) bool
 }
 
-// connectInfo gathers what CONNECT and the transport say about the client.
-func (c *conn) connectInfo(cp *proto.Connect) auth.ConnectInfo {
+// connectInfo gathers what CONNECT and the transport (remote address addr) say
+// about the client.
+func (c *conn) connectInfo(cp *proto.Connect, addr net.Addr) auth.ConnectInfo {
 	ci := auth.ConnectInfo{
 		ClientID:    c.clientID,
 		Username:    cp.Username,
 		Password:    cp.Password,
 		UsernameSet: cp.UsernameSet,
 		PasswordSet: cp.PasswordSet,
-		RemoteAddr:  c.nc.RemoteAddr(),
+		RemoteAddr:  addr,
 	}
 	if ts, ok := c.nc.(interface{ ConnectionState() tls.ConnectionState }); ok {
 		if certs := ts.ConnectionState().VerifiedChains; len(certs) > 0 && len(certs[0]) > 0 {
@@ -50,11 +52,11 @@ func (c *conn) authenticate(cp *proto.Connect) proto.ReasonCode {
 		c.log.Warn("too many failed logins from this address: refused")
 		return proto.ConnectionRateExceeded
 	}
-	ci := c.connectInfo(cp)
 	if b.cfg.Auth == nil {
 		c.username, c.anonymous = cp.Username, !cp.UsernameSet
 		return proto.Success
 	}
+	ci := c.connectInfo(cp, addr)
 	if err := b.cfg.Auth.Authenticate(ci); err != nil {
 		if lim := b.cfg.LoginLimiter; lim != nil {
 			lim.Fail(addr)

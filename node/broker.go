@@ -12,6 +12,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/skein-mq/skein/node/poll"
 	"github.com/skein-mq/skein/route"
 	"github.com/skein-mq/skein/session"
 )
@@ -38,14 +39,20 @@ type Broker struct {
 	// sessions maps a client id to its session, live or kept for a later connection.
 	sessions map[string]*sessionRecord
 	// conns holds every connection, before CONNECT too, for Shutdown.
-	conns     map[*conn]struct{}
-	listeners map[net.Listener]struct{}
+	conns map[*conn]struct{}
+	// listeners maps each served listener to what closes it.
+	listeners map[net.Listener]io.Closer
 	closing   bool
 	// importing has a channel, closed when done, for each client id whose session
 	// another node is handing over now (see DeliverRelayed).
 	importing map[string]chan struct{}
 	// handoffs are the sessions handed over to other nodes, still relaying.
 	handoffs map[string]*handoff
+	// poller is the event loop of the plain TCP listeners (Config.EventLoop),
+	// started by New and closed by Shutdown once every connection is gone.
+	poller *poll.Poller
+	// wheel holds the read deadlines of the event loop's connections; with poller.
+	wheel *poll.Wheel[*conn]
 
 	wg sync.WaitGroup // connection and accept goroutines
 
@@ -109,7 +116,7 @@ func New(cfg Config) (*Broker, error) {
 		clients:     make(map[string]*conn),
 		sessions:    make(map[string]*sessionRecord),
 		conns:       make(map[*conn]struct{}),
-		listeners:   make(map[net.Listener]struct{}),
+		listeners:   make(map[net.Listener]io.Closer),
 		sysRetained: session.NewMemoryRetained(),
 		routeRefs:   make(map[routeRef]int),
 		importing:   make(map[string]chan struct{}),
@@ -124,6 +131,15 @@ func New(cfg Config) (*Broker, error) {
 			return nil, err
 		}
 	}
+	if cfg.EventLoop && poll.Supported {
+		p, err := poll.New()
+		if err != nil {
+			log.Warn("no event loop: serving a goroutine per connection", "err", err)
+		} else {
+			b.poller = p
+			b.wheel = poll.NewWheel[*conn](wheelTick, 2*time.Minute)
+		}
+	}
 	if cfg.SysInterval > 0 {
 		b.sys = newSysPublisher(b, cfg.SysInterval)
 		go b.sys.run()
@@ -131,18 +147,40 @@ func New(cfg Config) (*Broker, error) {
 	return b, nil
 }
 
+// wheelTick is the resolution of the event loop's connect timeouts and keepalives:
+// a connection is closed at most this much after its deadline.
+const wheelTick = 100 * time.Millisecond
+
 // ErrClosed is returned by Serve once the broker is shutting down.
 var ErrClosed = errors.New("node: broker closed")
 
 // Serve accepts connections on ln until Shutdown or an accept error. It closes ln.
+// With Config.EventLoop, the connections of a *net.TCPListener are served by the
+// event loop; other listeners' (TLS) each get a goroutine.
 func (b *Broker) Serve(ln net.Listener) error {
+	var closer io.Closer = ln
+	var p *poll.Poller
+	var pl *poll.Listener
+	if tl, ok := ln.(*net.TCPListener); ok {
+		b.mu.Lock()
+		p = b.poller
+		b.mu.Unlock()
+		if p != nil {
+			var err error
+			if pl, err = poll.Listen(tl); err != nil {
+				b.log.Warn("no event loop for this listener: serving a goroutine per connection", "addr", ln.Addr().String(), "err", err)
+			} else {
+				closer = pl
+			}
+		}
+	}
 	b.mu.Lock()
 	if b.closing {
 		b.mu.Unlock()
-		ln.Close()
+		closer.Close()
 		return ErrClosed
 	}
-	b.listeners[ln] = struct{}{}
+	b.listeners[ln] = closer
 	b.wg.Add(1)
 	b.mu.Unlock()
 	defer b.wg.Done()
@@ -150,8 +188,12 @@ func (b *Broker) Serve(ln net.Listener) error {
 		b.mu.Lock()
 		delete(b.listeners, ln)
 		b.mu.Unlock()
-		ln.Close()
+		closer.Close()
 	}()
+	if pl != nil {
+		b.log.Info("listening", "addr", ln.Addr().String(), "event_loop", true)
+		return b.servePoll(pl, p)
+	}
 	b.log.Info("listening", "addr", ln.Addr().String())
 	var backoff time.Duration
 	for {
@@ -180,25 +222,35 @@ func (b *Broker) Serve(ln net.Listener) error {
 // WebSocket adapted to net.Conn) in its own goroutines and returns at once.
 func (b *Broker) ServeConn(nc net.Conn) {
 	c := newConn(b, nc)
+	if !b.admit(c) {
+		nc.Close()
+		return
+	}
+	go func() {
+		defer b.wg.Done()
+		c.run()
+	}()
+}
+
+// admit counts a new connection in, unless the broker is shutting down or at
+// MaxConnections. An admitted connection is in b.conns and b.wg until it is torn
+// down.
+func (b *Broker) admit(c *conn) bool {
 	b.mu.Lock()
 	if b.closing || b.overConnectionLimitLocked() {
 		full := !b.closing
 		b.mu.Unlock()
-		nc.Close()
 		if full {
 			b.Stats.Refused.Add(1)
-			b.log.Warn("connection refused: max connections reached", "remote", nc.RemoteAddr().String(), "max", b.cfg.MaxConnections)
+			b.log.Warn("connection refused: max connections reached", "remote", c.nc.RemoteAddr().String(), "max", b.cfg.MaxConnections)
 		}
-		return
+		return false
 	}
 	b.conns[c] = struct{}{}
 	b.wg.Add(1)
 	b.mu.Unlock()
 	b.Stats.ConnectionsTotal.Add(1)
-	go func() {
-		defer b.wg.Done()
-		c.run()
-	}()
+	return true
 }
 
 func (b *Broker) isClosing() bool {
@@ -214,8 +266,9 @@ func (b *Broker) Shutdown(ctx context.Context) error {
 	b.mu.Lock()
 	alreadyClosing := b.closing
 	b.closing = true
-	for ln := range b.listeners {
-		ln.Close()
+	closers := make([]io.Closer, 0, len(b.listeners))
+	for _, cl := range b.listeners {
+		closers = append(closers, cl)
 	}
 	conns := make([]*conn, 0, len(b.conns))
 	for c := range b.conns {
@@ -228,6 +281,12 @@ func (b *Broker) Shutdown(ctx context.Context) error {
 		b.cancelHandoffLocked(id)
 	}
 	b.mu.Unlock()
+	// Closed without b.mu: closing an event loop listener waits for its accepting
+	// callback, which may be admitting a connection (and so waiting for b.mu); it
+	// refuses it now that closing is set.
+	for _, cl := range closers {
+		cl.Close()
+	}
 	if b.sys != nil && !alreadyClosing {
 		b.sys.close()
 	}
@@ -239,16 +298,26 @@ func (b *Broker) Shutdown(ctx context.Context) error {
 		b.wg.Wait()
 		close(done)
 	}()
+	var err error
 	select {
 	case <-done:
-		return nil
 	case <-ctx.Done():
 		for _, c := range conns {
 			c.nc.Close()
 		}
 		<-done
-		return fmt.Errorf("shutdown: %w", ctx.Err())
+		err = fmt.Errorf("shutdown: %w", ctx.Err())
 	}
+	// Every connection is gone: the event loop has nothing left to serve.
+	b.mu.Lock()
+	p, w := b.poller, b.wheel
+	b.poller, b.wheel = nil, nil
+	b.mu.Unlock()
+	if p != nil {
+		_ = p.Close() // fails only on closing its epoll descriptor, which is gone either way
+		w.Close()
+	}
+	return err
 }
 
 func (r *sessionRecord) stopTimers() {

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/skein-mq/skein/node/auth"
+	"github.com/skein-mq/skein/node/poll"
 	"github.com/skein-mq/skein/proto"
 	"github.com/skein-mq/skein/session"
 )
@@ -39,6 +40,12 @@ type Config struct {
 	Auth Authorizer
 	// LoginLimiter, when set, refuses an address after repeated failed logins.
 	LoginLimiter *auth.LoginLimiter
+	// EventLoop serves the connections of plain TCP listeners (a *net.TCPListener
+	// given to Serve) from an epoll event loop, where an idle connection has no
+	// goroutine and no buffer; false gives each connection a goroutine of its own, as
+	// TLS and WebSocket connections always have. Only on Linux (poll.Supported);
+	// elsewhere it is ignored. DefaultConfig turns it on where it is supported.
+	EventLoop bool
 	// MaxConnections bounds the open connections; 0 means no bound. Past it a new
 	// socket is closed at once, as Mosquitto's max_connections does.
 	MaxConnections int
@@ -81,6 +88,7 @@ func DefaultConfig() Config {
 		Session:           session.DefaultConfig(),
 		SharedStrategy:    "round_robin",
 		SysInterval:       10 * time.Second,
+		EventLoop:         poll.Supported,
 		Version:           "dev",
 	}
 }

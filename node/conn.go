@@ -1,7 +1,6 @@
 package node
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"io"
@@ -12,6 +11,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/skein-mq/skein/node/poll"
 	"github.com/skein-mq/skein/proto"
 	"github.com/skein-mq/skein/session"
 )
@@ -19,10 +19,25 @@ import (
 // conn is one client connection. The reader goroutine (run) owns every field not
 // marked otherwise; the writer goroutine owns the write buffer.
 type conn struct {
-	b   *Broker
-	nc  net.Conn
-	br  *bufio.Reader
-	log *slog.Logger
+	b  *Broker
+	nc socket
+	// sock is the socket again when the event loop serves the connection
+	// (pollconn.go); nil on a goroutine of its own.
+	sock *poll.Conn
+	// deadline (unix nanoseconds, 0 for none) and timerAt are the event loop's read
+	// deadline and when its timer, kt, is due to look at it (pollconn.go).
+	deadline atomic.Int64
+	timerAt  atomic.Int64
+	kt       poll.Timer[*conn]
+	// log is the connection's logger, logv, whose handler is the connection itself
+	// (connlog.go).
+	log  *slog.Logger
+	logv slog.Logger
+	// idLogged is set once the client id is known and accepted: from then on it is
+	// in every line the connection logs.
+	idLogged atomic.Bool
+	// fr holds the bytes of a packet not yet complete; owned by the reader.
+	fr framer
 
 	version   proto.Version
 	clientID  string
@@ -63,6 +78,9 @@ type conn struct {
 	connected atomic.Bool
 	// cleanDisconnect is set when the client sent DISCONNECT that suppresses the will.
 	cleanDisconnect bool
+	// busy is set when the event loop's last round of reads filled its first
+	// buffer (pollconn.go); owned by the reader.
+	busy bool
 
 	w writer
 	// done is closed when the connection is fully torn down (session detached, will
@@ -70,13 +88,22 @@ type conn struct {
 	done chan struct{}
 }
 
-func newConn(b *Broker, nc net.Conn) *conn {
+// socket is what the broker needs of a connection's transport to write to it and
+// close it: a net.Conn, or a *poll.Conn of the event loop.
+type socket interface {
+	Write(b []byte) (int, error)
+	SetWriteDeadline(t time.Time) error
+	Close() error
+	RemoteAddr() net.Addr
+}
+
+func newConn(b *Broker, nc socket) *conn {
 	c := &conn{
 		b:    b,
 		nc:   nc,
-		log:  b.log.With("remote", nc.RemoteAddr().String()),
 		done: make(chan struct{}),
 	}
+	c.initLog()
 	c.w.init(c)
 	return c
 }
@@ -108,6 +135,8 @@ func (c *conn) kick(r closeReason) {
 		code = proto.AdministrativeAction
 	case closeSlowConsumer:
 		code = proto.QuotaExceeded
+	case closeKeepAlive:
+		code = proto.KeepAliveTimeout
 	}
 	c.setReason(r, code, kickText[r])
 	c.kicked.Store(true)
@@ -135,47 +164,20 @@ var kickText = map[closeReason]string{
 	closeShutdown:     "the broker is shutting down",
 	closeKicked:       "disconnected by an administrator",
 	closeSlowConsumer: "the client does not read fast enough: its write queue overflowed",
+	closeKeepAlive:    keepAliveText,
 }
+
+// keepAliveText explains a keepalive timeout to a 5.0 client.
+const keepAliveText = "no packet within 1.5 times the keep alive"
 
 // run is the connection's reader goroutine: CONNECT, then the packet loop, then
 // teardown.
 func (c *conn) run() {
 	defer close(c.done)
 	defer c.b.removeConn(c)
-	c.br = bufio.NewReaderSize(countingReader{c.nc, &c.b.Stats.BytesReceived}, 4096)
-	go c.w.loop()
-
-	err := c.connect()
-	if err == nil {
-		err = c.readLoop()
-	}
+	err := c.readLoop()
 	c.classify(err)
 	c.teardown()
-}
-
-// readLoop reads packets until an error or a DISCONNECT.
-func (c *conn) readLoop() error {
-	if c.keepAlive == 0 {
-		// Keepalive 0 turns the mechanism off (3.1.2.10): lift the CONNECT deadline.
-		_ = c.nc.SetReadDeadline(time.Time{}) // an error shows in the read
-	}
-	for {
-		if c.keepAlive > 0 {
-			// [MQTT-3.1.2-24] close after one and a half keepalive periods of silence.
-			_ = c.nc.SetReadDeadline(time.Now().Add(c.keepAlive * 3 / 2)) // an error shows in the read
-		}
-		p, err := proto.ReadPacket(c.br, c.version, c.b.cfg.MaxPacketSize)
-		if err != nil {
-			return err
-		}
-		if c.kicked.Load() {
-			return errKicked
-		}
-		c.b.Stats.PacketsReceived.Add(1)
-		if err := c.handle(p); err != nil {
-			return err
-		}
-	}
 }
 
 var (
@@ -206,7 +208,7 @@ func (c *conn) classify(err error) {
 		if c.sess == nil {
 			c.setReason(closeConnectTimeout, 0)
 		} else {
-			c.setReason(closeKeepAlive, proto.KeepAliveTimeout, "no packet within 1.5 times the keep alive")
+			c.setReason(closeKeepAlive, proto.KeepAliveTimeout, keepAliveText)
 		}
 	case errors.Is(err, io.EOF):
 		c.setReason(closeEOF, 0)
@@ -217,25 +219,15 @@ func (c *conn) classify(err error) {
 	if c.reason == closeProtocolError || c.reason == closeTooLarge || c.reason == closeSlowConsumer {
 		level = slog.LevelWarn
 	}
-	c.log.Log(context.Background(), level, "connection closed", "reason", c.reason.String(), "err", err)
+	if c.log.Enabled(context.Background(), level) {
+		c.log.Log(context.Background(), level, "connection closed", "reason", c.reason.String(), "err", err)
+	}
 }
 
 // teardown flushes and closes the socket, then settles the session and the will.
 func (c *conn) teardown() {
 	c.b.Stats.Closed[c.reason].Add(1)
 	c.w.finish(c.code)
-	<-c.w.exited
+	c.w.wait()
 	c.b.connectionGone(c)
-}
-
-// countingReader counts the bytes read from the socket.
-type countingReader struct {
-	r io.Reader
-	n *atomic.Int64
-}
-
-func (cr countingReader) Read(p []byte) (int, error) {
-	n, err := cr.r.Read(p)
-	cr.n.Add(int64(n))
-	return n, err
 }

@@ -16,12 +16,11 @@ import (
 // 3.1.2.11.2): 0xFFFFFFFF. 3.1.1 persistent sessions use it too.
 const neverExpires = 0xFFFFFFFF
 
-// connect reads and answers CONNECT. On success the session is attached and
-// CONNACK queued; otherwise it returns the error that ends the connection (after
-// queueing a refusing CONNACK where the specification asks for one).
-func (c *conn) connect() error {
-	_ = c.nc.SetReadDeadline(time.Now().Add(c.b.cfg.ConnectTimeout)) // an error shows in the read
-	p, err := proto.ReadPacket(c.br, 0, c.b.cfg.MaxPacketSize)
+// connect answers the first packet, p, which must be CONNECT; err is the error
+// decoding it, if any. On success the session is attached and CONNACK queued;
+// otherwise it returns the error that ends the connection (after queueing a
+// refusing CONNACK where the specification asks for one).
+func (c *conn) connect(p proto.Packet, err error) error {
 	if err != nil {
 		if proto.CodeOf(err, 0) == proto.UnsupportedProtocolVersion {
 			// [MQTT-3.1.2-2] a level we do not speak: CONNACK 0x01 in 3.1.1 form.
@@ -44,7 +43,7 @@ func (c *conn) connect() error {
 		c.refuse(code)
 		return fmt.Errorf("%w: %s", errRefused, code)
 	}
-	c.log = c.log.With("client_id", c.clientID)
+	c.idLogged.Store(true)
 
 	present, err := c.b.register(c, cp.CleanStart)
 	if err != nil {
@@ -130,11 +129,15 @@ func (c *conn) refuse(code proto.ReasonCode) {
 
 // connack builds the accepting CONNACK, with the server's limits for a 5.0 client.
 func (c *conn) connack(present bool) *proto.Connack {
-	// MQTT 3.1 has no session present flag: the byte is reserved there.
-	ack := &proto.Connack{SessionPresent: present && c.version != proto.V31}
 	if c.version != proto.V5 {
-		return ack
+		// MQTT 3.1 has no session present flag: the byte is reserved there. The
+		// packets are shared: the writer only encodes them.
+		if present && c.version != proto.V31 {
+			return &connackPresent
+		}
+		return &connackNew
 	}
+	ack := &proto.Connack{SessionPresent: present}
 	cfg := &c.b.cfg
 	pr := &ack.Props
 	if c.assignedID { // [MQTT-3.2.2-16]
@@ -165,6 +168,10 @@ func (c *conn) connack(present bool) *proto.Connack {
 	}
 	return ack
 }
+
+// connackNew and connackPresent are the accepting CONNACKs of 3.1 and 3.1.1, which
+// carry nothing else: shared by every connection, never modified.
+var connackNew, connackPresent = proto.Connack{}, proto.Connack{SessionPresent: true}
 
 func generateClientID() string {
 	var b [12]byte

@@ -13,32 +13,40 @@ import (
 )
 
 // writer is a connection's write side: a queue that any goroutine may push to without
-// blocking, drained in batches by one goroutine into a single write.
+// blocking, drained in batches into a single write by a goroutine that exists only
+// while there is something to write. An idle connection has no writer goroutine and
+// holds no encoding buffer: a push to an empty queue starts the goroutine, and it
+// returns once the queue is empty again.
 type writer struct {
 	c *conn
 
-	mu      sync.Mutex // guards q, stopped and refused
-	q       []outItem
-	stopped bool // finish was called: nothing more is queued
+	mu sync.Mutex // guards q, spare, running, stopped and refused
+	q  []outItem
+	// spare is the drained batch's backing array, handed back for the next batch
+	// while the goroutine runs and dropped when it returns.
+	spare []outItem
+	// running is set while the writer goroutine exists (or is about to start).
+	running bool
+	stopped bool // finish was called: nothing more is queued; the first call's DISCONNECT is the one sent
 	// refused is set when Push turned a delivery away for a full queue: once the
 	// queue drains, the session must be asked to refill its window.
 	refused bool
-	// finishOnce makes finish idempotent: the first caller's DISCONNECT is the one sent.
-	finishOnce sync.Once
+	// round is set while the event loop's reader handles a round of input (see
+	// endRound): the replies it queues wait for the round's end instead of starting
+	// the writer goroutine. roundWaits says one of them waits for the store or for
+	// other nodes.
+	round, roundWaits bool
+	// wg counts the writer goroutine; teardown waits on it after finish.
+	wg sync.WaitGroup
+	// lastBatch is about the length of the recent batches, to take a queue array
+	// of that size when the queue starts again.
+	lastBatch int
 
-	wake   chan struct{} // capacity 1: "the queue may be non-empty"
-	exited chan struct{} // closed when loop returns
-
-	// Owned by the loop goroutine.
-	buf    []byte
-	spare  []outItem
+	// Owned by the writer goroutine.
 	failed bool
 	// aliases are the topic aliases this broker defined towards a 5.0 client that
 	// accepts them (Topic Alias Maximum in CONNECT).
 	aliases map[string]uint16
-	// pub is the PUBLISH being encoded, reused so that encoding a delivery does not
-	// allocate.
-	pub proto.Publish
 }
 
 // outItem is one queued packet: a session delivery (PUBLISH or PUBREL), an
@@ -60,8 +68,6 @@ type outItem struct {
 
 func (w *writer) init(c *conn) {
 	w.c = c
-	w.wake = make(chan struct{}, 1)
-	w.exited = make(chan struct{})
 }
 
 // Push implements session.Outbox. It refuses when the connection is closing or the
@@ -73,9 +79,8 @@ func (w *writer) Push(o session.Outgoing) bool {
 		w.mu.Unlock()
 		return false
 	}
-	w.q = append(w.q, outItem{o: o})
+	w.enqueueLocked(outItem{o: o})
 	w.mu.Unlock()
-	w.signal()
 	return true
 }
 
@@ -100,21 +105,69 @@ func (w *writer) pushItem(it outItem) {
 	}
 	overflow := len(w.q) >= 4*w.c.b.cfg.MaxWriteQueue
 	if !overflow {
-		w.q = append(w.q, it)
+		w.enqueueReplyLocked(it)
 	}
 	w.mu.Unlock()
 	if overflow {
 		w.c.kick(closeSlowConsumer)
-		return
 	}
-	w.signal()
 }
 
-func (w *writer) signal() {
-	select {
-	case w.wake <- struct{}{}:
-	default:
+// startLocked starts the writer goroutine unless it runs already. w.mu is held.
+func (w *writer) startLocked() {
+	if w.running {
+		return
 	}
+	w.running = true
+	w.wg.Add(1)
+	go w.loop(false)
+}
+
+// enqueueReplyLocked queues a packet the connection's reader sends in answer to
+// the client's: during an event loop round it waits for endRound. w.mu is held.
+func (w *writer) enqueueReplyLocked(it outItem) {
+	if !w.round {
+		w.enqueueLocked(it)
+		return
+	}
+	if w.q == nil {
+		w.q = queues.get(w.lastBatch)
+	}
+	w.q = append(w.q, it)
+	w.roundWaits = w.roundWaits || it.ticket != 0 || it.fwd != nil
+}
+
+// beginRound marks the start of an event loop round of input (pollconn.go).
+func (w *writer) beginRound() {
+	w.mu.Lock()
+	w.round = true
+	w.mu.Unlock()
+}
+
+// endRound sends what the round queued. When the writer goroutine is not running
+// and nothing queued waits for the disk or for other nodes, the reader's goroutine
+// writes the batch itself, so a CONNACK or the acknowledgements of a round cost no
+// goroutine; if the socket has no room, this waits (up to WriteTimeout), which
+// holds back only this connection's next round of input. More queued meanwhile
+// goes to a writer goroutine.
+func (w *writer) endRound() {
+	w.mu.Lock()
+	w.round = false
+	waits := w.roundWaits
+	w.roundWaits = false
+	if w.running || len(w.q) == 0 || w.stopped {
+		w.mu.Unlock()
+		return
+	}
+	if waits {
+		w.startLocked() // the reader must not wait for the disk
+		w.mu.Unlock()
+		return
+	}
+	w.running = true
+	w.wg.Add(1)
+	w.mu.Unlock()
+	w.loop(true)
 }
 
 // pushConnack queues the accepting CONNACK and marks the connection connected in one
@@ -123,42 +176,67 @@ func (w *writer) signal() {
 func (w *writer) pushConnack(p proto.Packet) {
 	w.mu.Lock()
 	if !w.stopped {
-		w.q = append(w.q, outItem{ctl: p})
+		w.enqueueReplyLocked(outItem{ctl: p})
 		w.c.connected.Store(true)
 	}
 	w.mu.Unlock()
-	w.signal()
 }
 
-// finish makes the loop write what is queued, then a 5.0 DISCONNECT with code (when
-// not 0 and the client is connected), then close the socket and return. Only the
-// first call counts. The remaining writes are bounded by a short deadline, so a
-// stalled client cannot hold the teardown.
+// finish makes the writer write what is queued, then a 5.0 DISCONNECT with code
+// (when not 0 and the client is connected), then close the socket and return. Only
+// the first call counts. The remaining writes are bounded by a short deadline, so a
+// stalled client cannot hold the teardown. wait returns once that is done.
 func (w *writer) finish(code proto.ReasonCode) {
-	w.finishOnce.Do(func() {
-		w.mu.Lock()
-		if last := w.c.disconnectPacket(code); last != nil {
-			w.q = append(w.q, outItem{ctl: last})
-		}
-		w.stopped = true
+	w.mu.Lock()
+	if w.stopped {
 		w.mu.Unlock()
-		_ = w.c.nc.SetWriteDeadline(time.Now().Add(min(w.c.b.cfg.WriteTimeout, 5*time.Second))) // a closed socket fails the write anyway
-		w.signal()
-	})
+		return
+	}
+	if last := w.c.disconnectPacket(code); last != nil {
+		w.enqueueLocked(outItem{ctl: last})
+	}
+	w.stopped = true
+	w.startLocked()
+	w.mu.Unlock()
+	_ = w.c.nc.SetWriteDeadline(time.Now().Add(min(w.c.b.cfg.WriteTimeout, 5*time.Second))) // a closed socket fails the write anyway
 }
 
-// loop is the writer goroutine.
-func (w *writer) loop() {
-	defer close(w.exited)
-	for {
+// wait returns once the writer goroutine has closed the socket after finish.
+func (w *writer) wait() { w.wg.Wait() }
+
+// loop is the writer goroutine: it drains the queue and returns when it is empty,
+// or, after finish, once the socket is closed. Run inline by endRound, it writes one
+// batch and hands what came meanwhile to a goroutine.
+func (w *writer) loop(inline bool) {
+	defer w.wg.Done()
+	for first := true; ; first = false {
 		w.mu.Lock()
-		for len(w.q) == 0 && !w.stopped {
+		if inline && !first && len(w.q) > 0 && !w.stopped {
+			w.wg.Add(1)
+			go w.loop(false) // still running: the goroutine takes over
 			w.mu.Unlock()
-			<-w.wake
-			w.mu.Lock()
+			return
+		}
+		if len(w.q) == 0 {
+			stopped := w.stopped
+			if !stopped {
+				// Idle: the next push starts a new goroutine.
+				w.running = false
+			}
+			// Hold no queue memory while idle.
+			queues.put(w.q)
+			queues.put(w.spare)
+			w.q, w.spare = nil, nil
+			w.mu.Unlock()
+			if stopped {
+				w.c.nc.Close()
+			}
+			return
 		}
 		batch := w.q
+		w.lastBatch = max(len(batch), w.lastBatch/2)
 		w.q = w.spare[:0]
+		w.spare = nil
 		stopped := w.stopped
 		refused := w.refused
 		w.refused = false
@@ -175,7 +253,9 @@ func (w *writer) loop() {
 			}
 		}
 		clear(batch)
+		w.mu.Lock()
 		w.spare = batch[:0]
+		w.mu.Unlock()
 		if refused && !stopped && !w.failed && w.c.sess != nil {
 			// The queue is empty again: deliveries the session kept back may go.
 			w.c.sess.Refill(w.c.b.now())
@@ -186,6 +266,21 @@ func (w *writer) loop() {
 		}
 	}
 }
+
+// enqueueLocked appends it to the queue, taking the queue's array from the free
+// list when the queue has none (sized by the connection's last batch), and starts
+// the writer goroutine. w.mu is held.
+func (w *writer) enqueueLocked(it outItem) {
+	if w.q == nil {
+		w.q = queues.get(w.lastBatch)
+	}
+	w.q = append(w.q, it)
+	w.startLocked()
+}
+
+// queues are the free queue arrays: an idle connection holds none, a busy one
+// takes one when its queue starts to fill. At most about 9 MiB are kept.
+var queues = newFreeList[outItem]([]int{8, 64, 512}, []int{2048, 256, 128})
 
 // write encodes a batch into one buffer and writes it with one call. When the batch
 // holds acknowledgements or deliveries that depend on store writes, it first waits
@@ -213,7 +308,11 @@ func (w *writer) write(batch []outItem) error {
 		}
 	}
 	now := b.now()
-	buf := w.buf[:0]
+	buf := bufs.get(batchSize(batch))
+	defer func() { bufs.put(buf) }()
+	// pub is the PUBLISH each delivery is encoded from, reused across the batch so
+	// that encoding a delivery does not allocate.
+	var pub proto.Publish
 	sent := 0
 	for i := range batch {
 		it := &batch[i]
@@ -228,7 +327,7 @@ func (w *writer) write(batch []outItem) error {
 			buf, err = appendAck(buf, proto.PUBREL, it.o.PacketID, 0, c.version)
 		default:
 			var tooLarge bool
-			buf, tooLarge, err = w.appendPublish(buf, &it.o, now)
+			buf, tooLarge, err = w.appendPublish(buf, &pub, &it.o, now)
 			if tooLarge {
 				// [MQTT-3.1.2-25] never send a packet larger than the client accepts:
 				// drop it for this client, as if delivered.
@@ -252,10 +351,6 @@ func (w *writer) write(batch []outItem) error {
 			buf = buf[:start]
 		}
 	}
-	w.buf = buf
-	if cap(w.buf) > 1<<20 {
-		w.buf = nil // do not pin a large buffer after a burst
-	}
 	if len(buf) == 0 {
 		return nil
 	}
@@ -267,6 +362,20 @@ func (w *writer) write(batch []outItem) error {
 	b.Stats.MessagesSent.Add(int64(sent))
 	b.Stats.PacketsSent.Add(int64(len(batch)))
 	return err
+}
+
+// batchSize estimates the bytes a batch encodes to, so the buffer taken for it
+// rarely has to grow: a PUBLISH is about its topic and payload plus its headers.
+func batchSize(batch []outItem) int {
+	n := 0
+	for i := range batch {
+		if m := batch[i].o.Msg; m != nil && !batch[i].o.Release {
+			n += len(m.Topic) + len(m.Payload) + 16
+		} else {
+			n += 16
+		}
+	}
+	return n
 }
 
 // appendAck encodes an acknowledgement without allocating.
@@ -290,7 +399,7 @@ func appendAck(dst []byte, t proto.PacketType, id uint16, code proto.ReasonCode,
 // packet over the client's Maximum Packet Size, which is not appended. A QoS 0
 // message without per-subscriber parts (retain flag, subscription ids, expiry, topic
 // alias) is encoded once per version and the bytes are shared by every subscriber.
-func (w *writer) appendPublish(dst []byte, o *session.Outgoing, now time.Time) (_ []byte, tooLarge bool, err error) {
+func (w *writer) appendPublish(dst []byte, pub *proto.Publish, o *session.Outgoing, now time.Time) (_ []byte, tooLarge bool, err error) {
 	c := w.c
 	m := o.Msg
 	start := len(dst)
@@ -301,7 +410,7 @@ func (w *writer) appendPublish(dst []byte, o *session.Outgoing, now time.Time) (
 			slot = 1
 		}
 		enc, err := m.SharedEncoding(slot, func() ([]byte, error) {
-			return w.buildPublish(o, now).Append(nil, c.version)
+			return w.buildPublish(pub, o, now).Append(nil, c.version)
 		})
 		if err != nil {
 			return dst, false, err
@@ -311,7 +420,7 @@ func (w *writer) appendPublish(dst []byte, o *session.Outgoing, now time.Time) (
 		}
 		return append(dst, enc...), false, nil
 	}
-	p := w.buildPublish(o, now)
+	p := w.buildPublish(pub, o, now)
 	if c.clientAliasMax == 0 {
 		dst, err = p.Append(dst, c.version)
 		if err == nil && !fits(dst) {
@@ -350,11 +459,9 @@ func (w *writer) appendPublish(dst []byte, o *session.Outgoing, now time.Time) (
 	return dst, false, nil
 }
 
-// buildPublish fills the writer's reusable PUBLISH for a delivery; the result is
-// valid until the next call.
-func (w *writer) buildPublish(o *session.Outgoing, now time.Time) *proto.Publish {
+// buildPublish fills p, the batch's reusable PUBLISH, for a delivery and returns it.
+func (w *writer) buildPublish(p *proto.Publish, o *session.Outgoing, now time.Time) *proto.Publish {
 	m := o.Msg
-	p := &w.pub
 	*p = proto.Publish{Topic: m.Topic, Payload: m.Payload, QoS: o.QoS, Retain: o.Retain, Dup: o.Dup, PacketID: o.PacketID}
 	if w.c.version == proto.V5 {
 		p.Props = m.Props

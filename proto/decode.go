@@ -68,36 +68,40 @@ func readLength(r io.ByteReader) (n, size int, err error) {
 	return 0, size, malformed("remaining length longer than 4 bytes")
 }
 
-// DecodeBytes decodes one whole packet (fixed header included) from b and returns it
-// with the number of bytes it used. It fails with io.ErrUnexpectedEOF when b holds
-// only part of a packet.
-func DecodeBytes(b []byte, v Version) (Packet, int, error) {
-	if len(b) < 2 {
-		return nil, 0, io.ErrUnexpectedEOF
-	}
-	r := reader{buf: b, pos: 1}
-	n := 0
+// FixedHeader reads the fixed header at the start of b: its length in bytes (the
+// type byte and the remaining length) and the remaining length, so the whole
+// packet is headerLen+remaining bytes. It fails with io.ErrUnexpectedEOF when b
+// ends inside the fixed header, and with a malformed-packet *Error when the
+// remaining length is longer than 4 bytes.
+func FixedHeader(b []byte) (headerLen, remaining int, err error) {
 	mult := 1
-	for i := 0; ; i++ {
-		if i == 4 {
-			return nil, 0, malformed("remaining length longer than 4 bytes")
+	for i := 1; i <= 4; i++ {
+		if i >= len(b) {
+			return 0, 0, io.ErrUnexpectedEOF
 		}
-		if r.pos >= len(b) {
-			return nil, 0, io.ErrUnexpectedEOF
-		}
-		c := b[r.pos]
-		r.pos++
-		n += int(c&0x7f) * mult
+		c := b[i]
+		remaining += int(c&0x7f) * mult
 		if c&0x80 == 0 {
-			break
+			return i + 1, remaining, nil
 		}
 		mult *= 128
 	}
-	if len(b)-r.pos < n {
+	return 0, 0, malformed("remaining length longer than 4 bytes")
+}
+
+// DecodeBytes decodes one whole packet (fixed header included) from b and returns it
+// with the number of bytes it used. It fails with io.ErrUnexpectedEOF when b holds
+// only part of a packet. Slices in the result alias b.
+func DecodeBytes(b []byte, v Version) (Packet, int, error) {
+	h, n, err := FixedHeader(b)
+	if err != nil {
+		return nil, 0, err
+	}
+	if len(b)-h < n {
 		return nil, 0, io.ErrUnexpectedEOF
 	}
-	end := r.pos + n
-	p, err := Decode(b[0], b[r.pos:end:end], v)
+	end := h + n
+	p, err := Decode(b[0], b[h:end:end], v)
 	return p, end, err
 }
 

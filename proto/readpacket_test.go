@@ -193,3 +193,36 @@ func TestReadPacketOwnsBody(t *testing.T) {
 		t.Errorf("first packet changed after the second read: %q %q", pub.Topic, pub.Payload)
 	}
 }
+
+func TestFixedHeader(t *testing.T) {
+	tests := []struct {
+		name           string
+		raw            []byte
+		hdr, remaining int
+		err            error // io.ErrUnexpectedEOF, proto.ErrMalformed or nil
+	}{
+		{"empty", nil, 0, 0, io.ErrUnexpectedEOF},
+		{"type byte only", []byte{0xC0}, 0, 0, io.ErrUnexpectedEOF},
+		{"PINGREQ", []byte{0xC0, 0x00}, 2, 0, nil},
+		{"length 127 in one byte", []byte{0x30, 0x7F}, 2, 127, nil},
+		{"length 128 in two bytes", []byte{0x30, 0x80, 0x01, 0xAA}, 3, 128, nil},
+		{"two-byte length cut", []byte{0x30, 0x80}, 0, 0, io.ErrUnexpectedEOF},
+		// [MQTT-1.5.5] the largest remaining length, 268435455, takes four bytes.
+		{"protocol maximum", []byte{0x30, 0xFF, 0xFF, 0xFF, 0x7F}, 5, 268435455, nil},
+		{"five length bytes", []byte{0x30, 0x80, 0x80, 0x80, 0x80, 0x01}, 0, 0, proto.ErrMalformed},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			h, n, err := proto.FixedHeader(tc.raw)
+			if tc.err != nil {
+				if !errors.Is(err, tc.err) {
+					t.Fatalf("FixedHeader = %d, %d, %v; want error %v", h, n, err, tc.err)
+				}
+				return
+			}
+			if err != nil || h != tc.hdr || n != tc.remaining {
+				t.Fatalf("FixedHeader = %d, %d, %v; want %d, %d", h, n, err, tc.hdr, tc.remaining)
+			}
+		})
+	}
+}

@@ -6,10 +6,12 @@
 #
 #   scripts/bench-compare.sh [--quick] [--duration 10s] [--conns 10000]
 #                            [--brokers "skein mosquitto mochi"] [--out DIR]
-#                            [--mosquitto-nodelay]
+#                            [--mosquitto-nodelay] [--conns-only] [--skein-args "..."]
 #
 # --quick runs 3 s per scenario instead of 10 s. --out keeps every run's JSON summary
-# and stderr in DIR. --mosquitto-nodelay adds set_tcp_nodelay true to Mosquitto's
+# and stderr in DIR. --conns-only runs only the connection rows (conn/s and RSS per
+# idle connection). --skein-args adds arguments to skein serve (for example
+# "--event-loop=false"). --mosquitto-nodelay adds set_tcp_nodelay true to Mosquitto's
 # configuration: it is off by default, so Nagle's algorithm holds back Mosquitto's
 # small writes, while the Go brokers get TCP_NODELAY from the Go runtime.
 #
@@ -24,6 +26,8 @@ BROKERS="skein mosquitto mochi"
 OUT=""
 MOCHI_VERSION=v2.7.9
 MOSQUITTO_NODELAY=false
+CONNS_ONLY=false
+SKEIN_ARGS=""
 while [ $# -gt 0 ]; do
 	case "$1" in
 	--quick) DURATION=3s ;;
@@ -32,6 +36,8 @@ while [ $# -gt 0 ]; do
 	--brokers) BROKERS="$2"; shift ;;
 	--out) OUT="$2"; shift ;;
 	--mosquitto-nodelay) MOSQUITTO_NODELAY=true ;;
+	--conns-only) CONNS_ONLY=true ;;
+	--skein-args) SKEIN_ARGS="$2"; shift ;;
 	-h | --help) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; exit 0 ;;
 	*) echo "bench-compare: unknown option $1" >&2; exit 2 ;;
 	esac
@@ -150,8 +156,9 @@ start_broker() {
 	rm -rf "$dir" && mkdir -p "$dir"
 	case "$name" in
 	skein)
+		# shellcheck disable=SC2086 # SKEIN_ARGS are words
 		"$SKEIN" serve --data-dir "$dir/data" --mqtt-addr "127.0.0.1:$port" --ws-addr "" --http-addr "" \
-			--sys-interval 0 --log-level warn >"$dir/log" 2>&1 &
+			--sys-interval 0 --log-level warn $SKEIN_ARGS >"$dir/log" 2>&1 &
 		;;
 	mosquitto)
 		cat >"$dir/mosquitto.conf" <<EOF
@@ -228,7 +235,8 @@ RSS_LABEL="RSS per idle connection at $CONNS (KiB)"
 
 run_broker() {
 	local b=$1 port
-	for sc in "${SCENARIOS[@]}"; do
+	$CONNS_ONLY && SCENARIOS=()
+	for sc in ${SCENARIOS[@]+"${SCENARIOS[@]}"}; do
 		IFS='|' read -r id label _ _ args <<<"$sc"
 		port=$(free_port)
 		start_broker "$b" "$port"
@@ -331,7 +339,7 @@ echo "ratio = skein / best other: above 1 is better for rates, below 1 is better
 echo
 printf '| %-48s | %12s | %12s | %12s | %10s |\n' scenario skein mosquitto mochi ratio
 printf '|%s|%s|%s|%s|%s|\n' "$(printf -- '-%.0s' $(seq 50))" "$(printf -- '-%.0s' $(seq 14))" "$(printf -- '-%.0s' $(seq 14))" "$(printf -- '-%.0s' $(seq 14))" "$(printf -- '-%.0s' $(seq 12))"
-for sc in "${SCENARIOS[@]}"; do
+for sc in ${SCENARIOS[@]+"${SCENARIOS[@]}"}; do
 	IFS='|' read -r id label path better _ <<<"$sc"
 	row "$label" "$better" "$(get skein "$id" "$path")" "$(get mosquitto "$id" "$path")" "$(get mochi "$id" "$path")"
 done

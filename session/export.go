@@ -78,6 +78,7 @@ func Import(clientID string, cfg Config, b []byte, now time.Time) (*Session, err
 		return nil, fmt.Errorf("import session %q: %w: version %d", clientID, errRecord, v)
 	}
 	s := New(clientID, cfg)
+	s.makeMaps()
 	s.expiry = r.u32()
 	s.nextSeq = r.u64()
 	for i, n := 0, int(r.u32()); i < n && r.err == nil; i++ {

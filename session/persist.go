@@ -150,6 +150,7 @@ func loadSession(b *bolt.Bucket, clientID string, cfg Config, now time.Time) (Re
 		return r, nil, err
 	}
 	s := New(clientID, cfg)
+	s.makeMaps()
 	s.expiry = meta.expiry
 	r.Session = s
 	r.DisconnectedAt = meta.disconnectedAt

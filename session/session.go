@@ -185,16 +185,21 @@ type Session struct {
 	ticket uint64
 }
 
-// New returns an empty session.
+// New returns an empty session. Its maps are made on first use: most sessions of
+// an idle broker never subscribe or receive QoS 2.
 func New(clientID string, cfg Config) *Session {
 	return &Session{
 		ClientID: clientID,
 		cfg:      cfg,
-		subs:     make(map[string]Subscription),
-		incoming: make(map[uint16]struct{}),
 		window:   cfg.MaxInflight,
 		nextSeq:  1,
 	}
+}
+
+// makeMaps makes the maps New leaves nil, for the code that restores a session.
+func (s *Session) makeMaps() {
+	s.subs = make(map[string]Subscription)
+	s.incoming = make(map[uint16]struct{})
 }
 
 type identity struct {
@@ -202,8 +207,15 @@ type identity struct {
 	anonymous bool
 }
 
+// anonymousIdentity is shared by the sessions of anonymous clients; never modified.
+var anonymousIdentity = identity{anonymous: true}
+
 // SetIdentity records who the session's client authenticated as.
 func (s *Session) SetIdentity(username string, anonymous bool) {
+	if username == "" && anonymous {
+		s.identity.Store(&anonymousIdentity) // the usual case, without an allocation
+		return
+	}
 	s.identity.Store(&identity{username, anonymous})
 }
 
@@ -245,6 +257,9 @@ func (s *Session) Subscribe(sub Subscription) (existed bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	_, existed = s.subs[sub.Filter]
+	if s.subs == nil {
+		s.subs = make(map[string]Subscription)
+	}
 	s.subs[sub.Filter] = sub
 	if s.store != nil {
 		s.ticket = s.store.put(s.ClientID, bucketSubs, []byte(sub.Filter), encodeSubscription(sub))
@@ -649,6 +664,9 @@ func (s *Session) ReceiveQoS2(id uint16, limit int) (isNew bool, err error) {
 	}
 	if limit > 0 && len(s.incoming) >= limit {
 		return false, &proto.Error{Code: proto.ReceiveMaximumExceeded, Msg: fmt.Sprintf("more than %d QoS 2 messages awaiting PUBREL", limit)}
+	}
+	if s.incoming == nil {
+		s.incoming = make(map[uint16]struct{})
 	}
 	s.incoming[id] = struct{}{}
 	if s.store != nil {

@@ -48,6 +48,7 @@ type serveOptions struct {
 	aclFile         string
 	identityAsUser  bool
 	maxConnections  int
+	eventLoop       bool
 	maxKeepAlive    int
 	responseInfo    string
 	shutdownTimeout time.Duration
@@ -93,6 +94,7 @@ flags on the command line win over the file.`,
 	f.StringVar(&o.aclFile, "acl-file", "", "Mosquitto ACL file; reloaded on SIGHUP")
 	f.BoolVar(&o.identityAsUser, "use-identity-as-username", false, "use the TLS client certificate's common name as the username (needs --tls-require-client-cert)")
 	f.IntVar(&o.maxConnections, "max-connections", 0, "open connections allowed; 0 for no limit")
+	f.BoolVar(&o.eventLoop, "event-loop", def.EventLoop, "serve --mqtt-addr connections from an epoll event loop (Linux): an idle connection has no goroutine and no buffer; false gives each connection a goroutine, as TLS and WebSocket ones always have")
 	f.IntVar(&o.maxKeepAlive, "max-keepalive", 0, "longest keepalive allowed in seconds (5.0 clients are told, older clients asking more are refused); 0 for no limit")
 	f.StringVar(&o.responseInfo, "response-information", "", "Response Information sent to 5.0 clients that request it")
 	l := &o.listeners
@@ -147,6 +149,7 @@ func (o *serveOptions) nodeConfig(log *slog.Logger) (node.Config, error) {
 	cfg.SysInterval = o.sysInterval
 	cfg.Version = Version()
 	cfg.MaxConnections = o.maxConnections
+	cfg.EventLoop = o.eventLoop
 	cfg.MaxKeepAlive = uint16(o.maxKeepAlive)
 	cfg.ResponseInformation = o.responseInfo
 	checks := []struct {
@@ -235,6 +238,11 @@ func runServe(ctx context.Context, o *serveOptions) error {
 	if err != nil {
 		return err
 	}
+	files := raiseFileLimit()
+	if files > 0 && o.maxConnections > 0 && uint64(o.maxConnections) > files {
+		log.Warn("--max-connections is above the open file limit: connections past the limit are refused by the system",
+			"max_connections", o.maxConnections, "max_open_files", files)
+	}
 	store, err := session.OpenStore(filepath.Join(o.dataDir, "skein.db"), session.StoreOptions{Logger: log})
 	if err != nil {
 		return fmt.Errorf("--data-dir: %w", err)
@@ -292,7 +300,7 @@ func runServe(ctx context.Context, o *serveOptions) error {
 		return err
 	}
 	srv.serve(b)
-	log.Info("skein started", "version", Version(), "data_dir", o.dataDir)
+	log.Info("skein started", "version", Version(), "data_dir", o.dataDir, "event_loop", cfg.EventLoop, "max_open_files", files)
 
 	var runErr error
 wait:

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"net"
 	"os"
 	"os/exec"
@@ -636,6 +637,36 @@ func TestServeSignalAsSoonAsListening(t *testing.T) {
 				cl := nodetest.Connect(t, addr, proto.V5, "after-hup")
 				cl.Disconnect()
 				stopServe(t, p)
+			}
+		})
+	}
+}
+
+// TestServeEventLoopFlag checks --event-loop: with true (the default on Linux) the
+// MQTT listener is served by the event loop, with false by a goroutine per
+// connection, as its "listening" log line says, and the broker works either way.
+func TestServeEventLoopFlag(t *testing.T) {
+	for _, on := range []bool{true, false} {
+		t.Run(fmt.Sprint(on), func(t *testing.T) {
+			addr, p := startBrokerProc(t, "--event-loop="+fmt.Sprint(on), "--log-format", "json", "--ws-addr", "", "--http-addr", "", "--sys-interval", "0")
+			sub := nodetest.Connect(t, addr, proto.V311, "sub")
+			sub.Subscribe(1, 1, "loop/t")
+			pub := nodetest.Connect(t, addr, proto.V5, "pub")
+			pub.Publish(&proto.Publish{QoS: 1, Topic: "loop/t", PacketID: 1, Payload: []byte("x")})
+			sub.Ack(sub.ExpectPublish("loop/t", "x"))
+			stopServe(t, p)
+			var listening map[string]any
+			for _, line := range strings.Split(strings.TrimSpace(p.stderr.String()), "\n") {
+				var rec map[string]any
+				if json.Unmarshal([]byte(line), &rec) == nil && rec["msg"] == "listening" && rec["addr"] == addr {
+					listening = rec
+				}
+			}
+			if listening == nil {
+				t.Fatalf("no listening line for %s:\n%s", addr, p.stderr.String())
+			}
+			if got := listening["event_loop"] == true; got != on {
+				t.Fatalf("--event-loop=%v, listening line %v", on, listening)
 			}
 		})
 	}

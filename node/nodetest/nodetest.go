@@ -9,6 +9,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"os"
 	"reflect"
 	"strings"
 	"sync"
@@ -30,9 +31,14 @@ type Broker struct {
 }
 
 // Start runs a broker with cfg on 127.0.0.1:0 and shuts it down when the test ends.
-// A nil Logger is replaced by one that writes to t.Log.
+// A nil Logger is replaced by one that writes to t.Log. With SKEIN_TEST_EVENT_LOOP=0
+// in the environment the broker runs without the event loop, so that a whole suite
+// can be run on the goroutine-per-connection path too.
 func Start(t testing.TB, cfg node.Config) *Broker {
 	t.Helper()
+	if os.Getenv("SKEIN_TEST_EVENT_LOOP") == "0" {
+		cfg.EventLoop = false
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.NewTextHandler(LogWriter(t), &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
