@@ -71,8 +71,7 @@ func (c *Conn) input() {
 		switch c.state.Load() {
 		case inputIdle:
 			if c.state.CompareAndSwap(inputIdle, inputRunning) {
-				c.p.run.Add(1)
-				go c.serve()
+				c.p.start(c)
 				return
 			}
 		case inputRunning:
@@ -88,7 +87,6 @@ func (c *Conn) input() {
 // serve runs the handler until no input arrived during its last call, or until it
 // is done with the connection.
 func (c *Conn) serve() {
-	defer c.p.run.Done()
 	for {
 		c.state.Store(inputRunning) // input arriving from here on calls it again
 		if !c.h.Input() {

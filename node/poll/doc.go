@@ -4,7 +4,8 @@
 //
 // Sockets are accepted straight from the listener's descriptor (Accept) and
 // registered edge-triggered for input and output. When a socket has input (or hung
-// up), the loop starts a goroutine that calls the connection's Handler; the handler
+// up), the loop hands the connection to a handler goroutine (a waiting one, reused,
+// or a new one: workers_linux.go), which calls the connection's Handler; the handler
 // reads what is there with TryRead, handles it and returns, and is called again if
 // more input arrived meanwhile. Only one call of a connection's handler runs at a
 // time. Writes (Conn.Write) go out directly while the socket takes them; on EAGAIN

@@ -26,6 +26,9 @@ func New() (*Poller, error) { return nil, errUnsupported }
 // Close does nothing.
 func (p *Poller) Close() error { return nil }
 
+// HandlerGoroutines returns 0: there is no event loop here.
+func (p *Poller) HandlerGoroutines() uint64 { return 0 }
+
 // Handler serves one connection's input.
 type Handler interface{ Input() bool }
 

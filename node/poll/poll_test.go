@@ -179,6 +179,30 @@ func TestEchoInPieces(t *testing.T) {
 	}
 }
 
+// TestHandlerGoroutinesReused: a connection whose input comes in many rounds is
+// served by one goroutine, reused, rather than a new one per round.
+func TestHandlerGoroutinesReused(t *testing.T) {
+	s := start(t, newEcho)
+	nc := dial(t, s.addr)
+	buf := make([]byte, 16)
+	const rounds = 200
+	for i := range rounds {
+		if _, err := nc.Write([]byte("ping")); err != nil {
+			t.Fatalf("write %d: %v", i, err)
+		}
+		if _, err := io.ReadFull(nc, buf[:4]); err != nil {
+			t.Fatalf("read %d: %v", i, err)
+		}
+	}
+	_, h := s.accepted(t, 0)
+	if calls := h.(*echo).calls.Load(); calls < rounds/2 {
+		t.Fatalf("Input called %d times for %d rounds: the test needs a call per round", calls, rounds)
+	}
+	if n := s.p.HandlerGoroutines(); n > 5 {
+		t.Fatalf("%d handler goroutines started for %d rounds of input, want a few reused ones", n, rounds)
+	}
+}
+
 // TestOneInputAtATime: input arriving while the handler runs makes it run again,
 // never twice at once, and none is lost.
 func TestOneInputAtATime(t *testing.T) {

@@ -24,7 +24,8 @@ type Poller struct {
 	// blocking epoll_wait that would hold an OS thread.
 	file *os.File
 	loop sync.WaitGroup // the loop goroutine
-	run  sync.WaitGroup // handler goroutines
+	run  sync.WaitGroup // handler goroutines (see workers.go)
+	w    *workers
 
 	mu     sync.Mutex // guards conns, gen and closed
 	conns  []*Conn    // registered connections, by descriptor
@@ -42,7 +43,7 @@ func New() (*Poller, error) {
 		unix.Close(epfd)
 		return nil, os.NewSyscallError("fcntl", err)
 	}
-	p := &Poller{epfd: epfd, file: os.NewFile(uintptr(epfd), "epoll")}
+	p := &Poller{epfd: epfd, file: os.NewFile(uintptr(epfd), "epoll"), w: newWorkers()}
 	rc, err := p.file.SyscallConn()
 	if err != nil {
 		p.file.Close()
@@ -167,6 +168,7 @@ func (p *Poller) Close() error {
 	p.mu.Unlock()
 	err := p.file.Close() // wakes the loop, which returns
 	p.loop.Wait()
+	close(p.w.stop) // no more work comes: waiting handler goroutines exit
 	p.run.Wait()
 	p.mu.Lock()
 	left := p.conns
