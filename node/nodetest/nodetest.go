@@ -71,29 +71,53 @@ func Start(t testing.TB, cfg node.Config) *Broker {
 // memberlist may still log a line while or after they stop, and t.Log after the test
 // completed is a panic and a data race. Call it before registering the cleanups
 // that stop what logs, so that its own cleanup runs after them.
+//
+// A benchmark's log is printed even when it passes, so for a *testing.B the writer
+// keeps the last benchLogLines lines and logs them only if the benchmark failed.
 func LogWriter(t testing.TB) io.Writer {
 	w := &testWriter{t: t}
+	_, w.keep = t.(*testing.B)
 	t.Cleanup(func() {
 		w.mu.Lock()
+		defer w.mu.Unlock()
+		if w.keep && t.Failed() {
+			for _, line := range w.kept {
+				t.Log(line)
+			}
+		}
+		w.kept = nil
 		w.done = true
-		w.mu.Unlock()
 	})
 	return w
 }
 
+// benchLogLines bounds the lines a benchmark's LogWriter keeps.
+const benchLogLines = 200
+
 // testWriter is LogWriter's writer.
 type testWriter struct {
 	t    testing.TB
-	mu   sync.Mutex // guards done, and makes t.Log finish before done is set
+	mu   sync.Mutex // guards done and kept, and makes t.Log finish before done is set
 	done bool
+	keep bool     // a benchmark: keep lines instead of logging them
+	kept []string // the last lines, when keep
 }
 
 func (w *testWriter) Write(p []byte) (int, error) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if !w.done {
-		w.t.Log(strings.TrimRight(string(p), "\n"))
+	if w.done {
+		return len(p), nil
 	}
+	line := strings.TrimRight(string(p), "\n")
+	if !w.keep {
+		w.t.Log(line)
+		return len(p), nil
+	}
+	if len(w.kept) == benchLogLines {
+		w.kept = append(w.kept[:0], w.kept[1:]...)
+	}
+	w.kept = append(w.kept, line)
 	return len(p), nil
 }
 
