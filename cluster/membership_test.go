@@ -41,6 +41,50 @@ func waitSuffrage(t *testing.T, nodes []*clustertest.Node, name, s string) {
 	})
 }
 
+// TestFormsInAnyStartOrder: three nodes with bootstrap-expect 3 started one at a
+// time, so that the first ones' seeds do not answer yet, form one cluster with no
+// further step: three voters, one leader, and routes and messages from every node
+// to every other. Each joins the other two, started last first and in a mixed
+// order; or each joins only the next one, started in order, so that every node
+// but the last has its one seed down at start and must retry; or the seeds are
+// given by name (localhost:PORT), resolved when joining.
+func TestFormsInAnyStartOrder(t *testing.T) {
+	skipShort(t)
+	for _, tc := range []struct {
+		name string
+		opts clustertest.Options
+	}{
+		{"all seeds, last first", clustertest.Options{StartOrder: []int{2, 1, 0}}},
+		{"all seeds, mixed", clustertest.Options{StartOrder: []int{1, 2, 0}}},
+		{"next node as the only seed", clustertest.Options{StartOrder: []int{0, 1, 2}, JoinNext: true}},
+		{"seeds by DNS name", clustertest.Options{StartOrder: []int{2, 0, 1}, SeedHost: "localhost"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			tc.opts.StartGap = time.Second
+			nodes := clustertest.Start(t, 3, tc.opts)
+			for _, nd := range nodes {
+				if v, nv, of := suffrages(nd); v != 3 || nv != 0 {
+					t.Fatalf("%s sees %d voters and %d non-voters (%v), want 3 and 0", nd.Name, v, nv, of)
+				}
+			}
+			var subs []*nodetest.Client
+			for _, nd := range nodes {
+				c := nodetest.Connect(t, nd.Addr, proto.V5, "sub-"+nd.Name)
+				c.Subscribe(1, 1, "order/all")
+				subs = append(subs, c)
+				clustertest.WaitRoute(t, nodes, "order/all", nd.Name, "", true)
+			}
+			for _, nd := range nodes {
+				pub := nodetest.Connect(t, nd.Addr, proto.V311, "pub-"+nd.Name)
+				pub.Publish(&proto.Publish{Topic: "order/all", QoS: 1, PacketID: 1, Payload: []byte(nd.Name)})
+				for _, s := range subs {
+					s.ExpectPublish("order/all", nd.Name)
+				}
+			}
+		})
+	}
+}
+
 // TestFiveNodes: five nodes, three of them voters (MaxVoters 3) and two
 // non-voters; a route made on any node reaches every replica, and a message
 // published on any node reaches the subscribers on all the others.

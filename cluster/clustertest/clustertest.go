@@ -11,6 +11,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -61,6 +62,20 @@ type Options struct {
 	Direct bool
 	// Quiet logs warnings and errors only (benchmarks).
 	Quiet bool
+	// StartOrder, when set, starts the nodes in this order (indexes into the
+	// result) with StartGap between them, each joining every other node's gossip
+	// address, as `--join` listing all of them does: the first nodes' seeds do not
+	// answer yet. It needs the proxies (not Direct), whose addresses are known before
+	// any node starts.
+	StartOrder []int
+	StartGap   time.Duration
+	// JoinNext, with StartOrder, has node i join only node i+1 (the last joins the
+	// first): started in index order, each node's only seed is down when it starts,
+	// so it forms the cluster only by retrying.
+	JoinNext bool
+	// SeedHost, with StartOrder, is the host of the seed addresses: 127.0.0.1
+	// unless set (a name such as localhost is resolved when joining).
+	SeedHost string
 }
 
 // Start runs n nodes that bootstrap together (bootstrap-expect n) and waits until
@@ -84,6 +99,10 @@ func Start(t testing.TB, n int, opts ...Options) []*Node {
 	var seeds []string
 	// Before any node, so that it stops the logs after every node stopped.
 	logs := nodetest.LogWriter(t)
+	if o.StartOrder != nil {
+		startInOrder(t, nodes, o, nw, lvl, logs)
+		return nodes
+	}
 	for i := range nodes {
 		nd := &Node{t: t, Name: fmt.Sprintf("n%d", i+1), DataDir: t.TempDir(), expect: n, join: append([]string(nil), seeds...), tune: o.Tune, net: nw, logLvl: lvl, logs: logs}
 		if nw != nil {
@@ -100,6 +119,42 @@ func Start(t testing.TB, n int, opts ...Options) []*Node {
 		WaitMember(t, nodes, nd.Name, "alive")
 	}
 	return nodes
+}
+
+// startInOrder is Start with Options.StartOrder.
+func startInOrder(t testing.TB, nodes []*Node, o Options, nw *network, lvl slog.Level, logs io.Writer) {
+	t.Helper()
+	if nw == nil || len(o.StartOrder) != len(nodes) {
+		t.Fatalf("clustertest: StartOrder needs the proxies and one index per node")
+	}
+	for i := range nodes {
+		nodes[i] = &Node{t: t, Name: fmt.Sprintf("n%d", i+1), DataDir: t.TempDir(), expect: len(nodes), tune: o.Tune, net: nw, ep: nw.newEndpoint(), logLvl: lvl, logs: logs}
+	}
+	host := o.SeedHost
+	if host == "" {
+		host = "127.0.0.1"
+	}
+	for i, nd := range nodes {
+		for j, other := range nodes {
+			seed := j != i // a node that joins itself counts that as joined
+			if o.JoinNext {
+				seed = j == (i+1)%len(nodes)
+			}
+			if seed {
+				nd.join = append(nd.join, net.JoinHostPort(host, strconv.Itoa(other.ep.gossipPort)))
+			}
+		}
+	}
+	for k, i := range o.StartOrder {
+		if k > 0 {
+			time.Sleep(o.StartGap)
+		}
+		nodes[i].start()
+	}
+	WaitLeader(t, nodes)
+	for _, nd := range nodes {
+		WaitMember(t, nodes, nd.Name, "alive")
+	}
 }
 
 // Add starts one more node joining the cluster of nodes (not bootstrapping).
