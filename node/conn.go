@@ -36,6 +36,9 @@ type conn struct {
 	// idLogged is set once the client id is known and accepted: from then on it is
 	// in every line the connection logs.
 	idLogged atomic.Bool
+	// timerOff is set when the connection is torn down, before its timer is
+	// stopped, so that an Expire running then does not leave it set (pollconn.go).
+	timerOff atomic.Bool
 	// fr holds the bytes of a packet not yet complete; owned by the reader.
 	fr framer
 

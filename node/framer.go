@@ -10,9 +10,12 @@ import (
 // framer cuts a connection's byte stream into packets. Bytes arrive in chunks of any
 // size (a pooled read buffer, a small first read); a packet split across chunks is
 // kept, and only its bytes, until it is complete: the few bytes of a fixed header in
-// hdr, then, once the packet's size is known, the whole packet in part, allocated at
-// that size after the size was checked against the maximum packet size. A reader may
-// read the rest of a large packet straight into part (tail, wrote).
+// hdr, then, once the packet's size is known and checked against the maximum packet
+// size, the packet's bytes in part. part grows with the bytes that arrive (doubling,
+// up to the packet's size), not at once to the size the fixed header announces: a
+// client that sends a header claiming a megabyte and nothing more makes the broker
+// hold a kilobyte, not the megabyte. A reader may read the rest of a large packet
+// straight into part's spare room (tail, wrote).
 //
 // Aliasing: a packet decoded from a chunk aliases the chunk, which the reader reuses
 // as soon as the chunk is handled. PUBLISH and CONNECT, whose slices the broker keeps
@@ -23,17 +26,49 @@ import (
 type framer struct {
 	hdr  [5]byte // the start of a fixed header cut by the end of a chunk
 	nhdr int     // bytes in hdr; 0 when none
-	part []byte  // the incomplete packet, at its full size; nil when none
-	n    int     // bytes of part filled
+	part []byte  // the incomplete packet's bytes so far; nil when none
+	size int     // the incomplete packet's whole size, fixed header included
 }
 
-// tail returns the unfilled end of the incomplete packet, for a reader to read into
-// directly; nil when no packet of known size is incomplete.
+// minPart is the least room a packet being assembled is given.
+const minPart = 1 << 10
+
+// tail returns the room left in the incomplete packet's buffer, for a reader to
+// read into directly, doubling the buffer when it is full; nil when no packet of
+// known size is incomplete.
 func (f *framer) tail() []byte {
 	if f.part == nil {
 		return nil
 	}
-	return f.part[f.n:]
+	f.grow(1)
+	return f.part[len(f.part):min(cap(f.part), f.size)]
+}
+
+// grow makes room for k more bytes in part, at least doubling it, never past the
+// packet's size.
+func (f *framer) grow(k int) {
+	if cap(f.part)-len(f.part) >= k {
+		return
+	}
+	c := min(f.size, max(2*cap(f.part), len(f.part)+k, minPart))
+	part := make([]byte, len(f.part), c)
+	copy(part, f.part)
+	f.part = part
+}
+
+// add appends data's bytes of the incomplete packet to part, and returns the rest.
+func (f *framer) add(data []byte) []byte {
+	k := min(len(data), f.size-len(f.part))
+	f.grow(k)
+	f.part = append(f.part, data[:k]...)
+	return data[k:]
+}
+
+// start begins a packet of size bytes whose first bytes are data.
+func (f *framer) start(size int, data []byte) {
+	f.size = size
+	f.part = make([]byte, 0, min(size, max(len(data), minPart)))
+	f.add(data)
 }
 
 // eof is the error for a stream that ended: io.ErrUnexpectedEOF inside a packet,
@@ -46,7 +81,7 @@ func (f *framer) eof() error {
 }
 
 // wrote records that n bytes were read into tail.
-func (f *framer) wrote(n int) { f.n += n }
+func (f *framer) wrote(n int) { f.part = f.part[:len(f.part)+n] }
 
 // next returns the next complete packet, built from the bytes kept so far and those
 // of data it needs, and the rest of data. It returns no packet and no error when data
@@ -67,20 +102,17 @@ func (f *framer) next(data []byte, v proto.Version, maxSize int) (proto.Packet, 
 		if err := checkSize(f.hdr[0], h+n, maxSize); err != nil {
 			return nil, nil, err
 		}
-		f.part = make([]byte, h+n)
-		f.n = copy(f.part, f.hdr[:h])
+		f.start(h+n, f.hdr[:h])
 		data = data[h-f.nhdr:]
 		f.nhdr = 0
 	}
 	if f.part != nil {
-		k := copy(f.part[f.n:], data)
-		f.n += k
-		data = data[k:]
-		if f.n < len(f.part) {
+		data = f.add(data)
+		if len(f.part) < f.size {
 			return nil, data, nil
 		}
 		part := f.part
-		f.part, f.n = nil, 0
+		f.part, f.size = nil, 0
 		p, _, err := proto.DecodeBytes(part, v)
 		return p, data, err
 	}
@@ -99,8 +131,7 @@ func (f *framer) next(data []byte, v proto.Version, maxSize int) (proto.Packet, 
 		return nil, nil, err
 	}
 	if len(data) < h+n {
-		f.part = make([]byte, h+n)
-		f.n = copy(f.part, data)
+		f.start(h+n, data)
 		return nil, nil, nil
 	}
 	body := data[h : h+n : h+n]

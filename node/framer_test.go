@@ -76,21 +76,51 @@ func TestFramerChunks(t *testing.T) {
 }
 
 func TestFramerTail(t *testing.T) {
-	// A packet larger than the first chunk: the reader reads the rest into tail.
+	// A packet larger than the first chunk: the reader reads the rest into tail,
+	// whose room grows with what arrived, up to the packet's size.
 	p := &proto.Publish{Topic: "t", Payload: bytes.Repeat([]byte("y"), 100<<10)}
 	raw, _ := p.Append(nil, proto.V311)
 	var f framer
 	if got, _, err := f.next(raw[:10], proto.V311, 1<<20); got != nil || err != nil {
 		t.Fatalf("first 10 bytes gave %v, %v", got, err)
 	}
-	tail := f.tail()
-	if len(tail) != len(raw)-10 {
-		t.Fatalf("tail is %d bytes, want %d", len(tail), len(raw)-10)
+	rest, reads := raw[10:], 0
+	for len(rest) > 0 {
+		tail := f.tail()
+		if len(tail) == 0 {
+			t.Fatalf("no room in tail with %d bytes to go", len(rest))
+		}
+		k := copy(tail, rest)
+		f.wrote(k)
+		rest = rest[k:]
+		reads++
 	}
-	f.wrote(copy(tail, raw[10:]))
+	if reads > 10 {
+		t.Errorf("the rest of a 100 KiB packet took %d reads into tail: its room does not double", reads)
+	}
 	got, _, err := f.next(nil, proto.V311, 1<<20)
 	if err != nil || !reflect.DeepEqual(got, proto.Packet(p)) {
 		t.Fatalf("after the tail: %v, %v", got, err)
+	}
+}
+
+func TestFramerHoldsWhatArrived(t *testing.T) {
+	// A CONNECT's fixed header announcing about 1 MiB, and nothing more: the framer
+	// holds room for what arrived, not for what was announced.
+	var f framer
+	if p, _, err := f.next([]byte{0x10, 0xFB, 0xFF, 0x3F}, proto.V311, 1<<20); p != nil || err != nil {
+		t.Fatalf("the header gave %v, %v", p, err)
+	}
+	if cap(f.part) > minPart {
+		t.Fatalf("4 bytes of a packet made the framer hold %d bytes, want at most %d", cap(f.part), minPart)
+	}
+	// Bytes that arrive make it grow, by doubling.
+	body := bytes.Repeat([]byte{0}, 10<<10)
+	if p, _, err := f.next(body, proto.V311, 1<<20); p != nil || err != nil {
+		t.Fatalf("10 KiB of the body gave %v, %v", p, err)
+	}
+	if len(f.part) != 4+len(body) || cap(f.part) > 2*len(f.part) {
+		t.Fatalf("after %d bytes the framer holds %d in %d of room", 4+len(body), len(f.part), cap(f.part))
 	}
 }
 

@@ -65,6 +65,7 @@ func (c *conn) Input() bool {
 	}
 	c.classify(err)
 	c.teardown()
+	c.timerOff.Store(true) // an Expire running now takes its timer off again
 	c.b.wheel.Stop(&c.kt)
 	c.b.removeConn(c)
 	close(c.done)
@@ -86,6 +87,7 @@ func (c *conn) readPolled() (handled int, err error) {
 	}
 	for first := true; ; first = false {
 		var buf, dst, data []byte
+		chunkHandled := 0
 		if tail := c.fr.tail(); len(tail) >= size {
 			dst = tail // the rest of a large packet, straight into its buffer
 		} else {
@@ -111,6 +113,7 @@ func (c *conn) readPolled() (handled int, err error) {
 			if cerr != nil {
 				err = cerr
 			}
+			chunkHandled = h
 		}
 		if buf != nil {
 			bufs.put(buf) // consume kept nothing that aliases it
@@ -127,6 +130,13 @@ func (c *conn) readPolled() (handled int, err error) {
 			// Input again. After a hang-up no more input is reported, so reading
 			// goes on to the end of the stream.
 			return handled, err
+		}
+		if chunkHandled > 0 {
+			// The round goes on: a client that keeps its socket full would
+			// otherwise see no reply until it pauses, and be closed for a
+			// keepalive it kept, or as a slow consumer for the replies held.
+			c.touch()
+			c.w.flushRound()
 		}
 	}
 }
@@ -158,6 +168,10 @@ func (c *conn) Expire() {
 	if time.Now().UnixNano() < dl {
 		c.timerAt.Store(dl)
 		c.b.wheel.Set(&c.kt, c, time.Unix(0, dl))
+		if c.timerOff.Load() {
+			// Torn down meanwhile: its Stop may have come before this Set.
+			c.b.wheel.Stop(&c.kt)
+		}
 		return
 	}
 	if c.connected.Load() {

@@ -144,6 +144,16 @@ func (w *writer) beginRound() {
 	w.mu.Unlock()
 }
 
+// flushRound hands what the round queued so far to the writer goroutine, for a
+// round that goes on reading: the replies go out while the client keeps sending.
+func (w *writer) flushRound() {
+	w.mu.Lock()
+	if w.round && len(w.q) > 0 && !w.stopped {
+		w.startLocked()
+	}
+	w.mu.Unlock()
+}
+
 // endRound sends what the round queued. When the writer goroutine is not running
 // and nothing queued waits for the disk or for other nodes, the reader's goroutine
 // writes the batch itself, so a CONNACK or the acknowledgements of a round cost no

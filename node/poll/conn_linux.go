@@ -175,6 +175,9 @@ func (c *Conn) Write(b []byte) (int, error) {
 		if !armed {
 			// Ask the loop for the next writable event, then try once more: room
 			// made between the failed write and the request gives no new event.
+			// The waiter exists before the request, so that the loop's wake-up
+			// for that event always has a channel to land in.
+			c.waiterOf()
 			c.wantW.Store(true)
 			armed = true
 			continue
@@ -190,13 +193,10 @@ func (c *Conn) Write(b []byte) (int, error) {
 // waitWritable parks until the loop reports room (or a hang-up), the deadline
 // changes, or the deadline passes.
 func (c *Conn) waitWritable() error {
-	w := c.waiter.Load()
-	if w == nil {
-		w = &waiter{ch: make(chan struct{}, 1)}
-		if !c.waiter.CompareAndSwap(nil, w) {
-			w = c.waiter.Load()
-		}
+	if testHookWait != nil {
+		testHookWait()
 	}
+	w := c.waiterOf()
 	var expired <-chan time.Time
 	if dl := c.wdl.Load(); dl != 0 {
 		d := time.Until(time.Unix(0, dl))
@@ -220,6 +220,21 @@ func (c *Conn) waitWritable() error {
 	case <-expired:
 		return os.ErrDeadlineExceeded
 	}
+}
+
+// testHookWait, when set by a test, runs as a writer starts to wait for room.
+var testHookWait func()
+
+// waiterOf returns c's waiter, made on the first call.
+func (c *Conn) waiterOf() *waiter {
+	if w := c.waiter.Load(); w != nil {
+		return w
+	}
+	w := &waiter{ch: make(chan struct{}, 1)}
+	if !c.waiter.CompareAndSwap(nil, w) {
+		w = c.waiter.Load()
+	}
+	return w
 }
 
 // writable is the loop's report of room in the socket's buffer.
