@@ -46,6 +46,9 @@ type Broker struct {
 	// importing has a channel, closed when done, for each client id whose session
 	// another node is handing over now (see DeliverRelayed).
 	importing map[string]chan struct{}
+	// parked holds the relays that arrived for a session while it was being
+	// imported, delivered to it once the import ends (endImportLocked).
+	parked map[string][]session.Delivery
 	// handoffs are the sessions handed over to other nodes, still relaying.
 	handoffs map[string]*handoff
 	// poller is the event loop of the plain TCP listeners (Config.EventLoop),
@@ -120,6 +123,7 @@ func New(cfg Config) (*Broker, error) {
 		sysRetained: session.NewMemoryRetained(),
 		routeRefs:   make(map[routeRef]int),
 		importing:   make(map[string]chan struct{}),
+		parked:      make(map[string][]session.Delivery),
 		handoffs:    make(map[string]*handoff),
 		msgOrigin:   newMessageOrigin(),
 	}

@@ -199,7 +199,7 @@ func (b *Broker) register(c *conn, cleanStart bool) (present bool, err error) {
 		b.mu.Unlock()
 		defer func() {
 			b.mu.Lock()
-			b.endImportLocked(id, importDone)
+			b.deliverParkedLocked(id, b.endImportLocked(id, importDone))
 			b.mu.Unlock()
 		}()
 		// A client id is live on at most one node: close it elsewhere, and bring its
@@ -274,7 +274,7 @@ func (b *Broker) register(c *conn, cleanStart bool) (present bool, err error) {
 	}
 	c.sess = rec.s
 	rec.s.SetIdentity(c.username, c.anonymous)
-	b.endImportLocked(id, importDone) // relays waiting for the import go on now
+	b.deliverParkedLocked(id, b.endImportLocked(id, importDone)) // the relays that came meanwhile
 	if endedWill != nil {
 		go b.publish(endedWill.message(b.now()))
 	}

@@ -82,7 +82,7 @@ func (b *Broker) ReleaseClient(ctx context.Context, clientID, to string, resume 
 		// A local client connected meanwhile: it keeps the session.
 		return nil, true, nil
 	}
-	if !resume || rec.s.Expiry() == 0 || b.closing {
+	if !resume || rec.s.Expiry() == 0 {
 		b.discardSessionLocked(rec)
 		return nil, true, nil
 	}
@@ -93,9 +93,17 @@ func (b *Broker) ReleaseClient(ctx context.Context, clientID, to string, resume 
 	rec.stopTimers()
 	rec.s.Unpersist() // the new node owns it now, and writes it to its own disk
 	delete(b.sessions, clientID)
+	b.Stats.SessionsHandedOver.Add(1)
+	if b.closing {
+		// Shutting down (a rolling restart: the client reconnected elsewhere
+		// after DISCONNECT 0x8B): the session goes all the same, but no handoff
+		// outlives the broker. What still reaches its subscriptions here before
+		// the end is relayed; the new node stops watching for duplicates on its
+		// own.
+		return state, true, nil
+	}
 	h := &handoff{rec: rec, to: to, stop: make(chan struct{})}
 	b.handoffs[clientID] = h
-	b.Stats.SessionsHandedOver.Add(1)
 	b.wg.Add(1)
 	go b.runHandoff(h)
 	return state, true, nil
@@ -187,30 +195,58 @@ func (b *Broker) cancelHandoffLocked(clientID string) {
 
 // DeliverRelayed delivers a message that the node a session moved from relayed
 // after it, to that session; d is the delivery as that node built it. A relay that
-// arrives while the session is being imported here waits for the import. It
-// returns the store ticket the acceptance must wait for, and a channel (nil for
-// none) to wait for when the session moved on again, to a third node.
-func (b *Broker) DeliverRelayed(ctx context.Context, clientID string, d session.Delivery) (uint64, <-chan error) {
-	for {
-		b.mu.Lock()
-		rec := b.sessions[clientID]
-		wait := b.importing[clientID]
+// arrives while the session is being imported here is parked and delivered when
+// the import ends: waiting for it would hold up the stream from that node, past its
+// forward timeout when the import is slow. A relay for a session that moved on
+// again, to a third node, goes on there. It returns the store ticket the
+// acceptance must wait for, and a channel (nil for none) that yields once the
+// third node accepted it.
+func (b *Broker) DeliverRelayed(_ context.Context, clientID string, d session.Delivery) (uint64, <-chan error) {
+	b.mu.Lock()
+	if b.importing[clientID] != nil {
+		if len(b.parked[clientID]) >= maxParkedRelays {
+			b.mu.Unlock()
+			b.Stats.Dropped[session.DropQueueFull].Add(1)
+			return 0, nil
+		}
+		b.parked[clientID] = append(b.parked[clientID], d)
 		b.mu.Unlock()
-		switch {
-		case rec != nil && wait == nil:
-			_, t, relayed := rec.s.DeliverOrRelay(d, b.now()) // drops are counted by the session
-			return t, relayed
-		case wait == nil:
-			// The session ended here (expired, or replaced by a clean one) before the
-			// relay came: nobody to deliver it to.
-			b.log.Debug("relayed message for a session that is gone", "client_id", clientID, "topic", d.Msg.Topic)
-			return 0, nil
+		return 0, nil
+	}
+	rec := b.sessions[clientID]
+	if rec == nil {
+		if h := b.handoffs[clientID]; h != nil {
+			rec = h.rec // sealed: it relays to where it went
 		}
-		select {
-		case <-wait:
-		case <-ctx.Done():
-			return 0, nil
-		}
+	}
+	b.mu.Unlock()
+	if rec == nil {
+		// The session ended here (expired, or replaced by a clean one) before the
+		// relay came: nobody to deliver it to.
+		b.log.Debug("relayed message for a session that is gone", "client_id", clientID, "topic", d.Msg.Topic)
+		return 0, nil
+	}
+	_, t, relayed := rec.s.DeliverOrRelay(d, b.now()) // drops are counted by the session
+	return t, relayed
+}
+
+// maxParkedRelays bounds the relays parked for one session being imported.
+const maxParkedRelays = 100_000
+
+// deliverParkedLocked delivers the relays parked for clientID's session during
+// its import, to the session it has now. b.mu is held.
+func (b *Broker) deliverParkedLocked(clientID string, parked []session.Delivery) {
+	if len(parked) == 0 {
+		return
+	}
+	rec := b.sessions[clientID]
+	if rec == nil {
+		b.log.Warn("relayed messages for a session whose import failed", "client_id", clientID, "messages", len(parked))
+		b.Stats.Dropped[session.DropQueueFull].Add(int64(len(parked)))
+		return
+	}
+	for _, d := range parked {
+		rec.s.DeliverOrRelay(d, b.now())
 	}
 }
 
@@ -225,19 +261,23 @@ func (b *Broker) HandoverEnded(clientID string) {
 	}
 }
 
-// endImportLocked marks the import of clientID's session done, waking the relays
-// waiting for it; a later CONNECT's import for the same id, if any, stays. b.mu
-// is held.
-func (b *Broker) endImportLocked(clientID string, done chan struct{}) {
+// endImportLocked marks the import of clientID's session done, waking those
+// waiting for it, and returns the relays parked meanwhile; a later CONNECT's
+// import for the same id, if any, stays, and keeps them. b.mu is held.
+func (b *Broker) endImportLocked(clientID string, done chan struct{}) []session.Delivery {
 	if done == nil {
-		return
+		return nil
 	}
+	var parked []session.Delivery
 	if b.importing[clientID] == done {
 		delete(b.importing, clientID)
+		parked = b.parked[clientID]
+		delete(b.parked, clientID)
 	}
 	select {
 	case <-done:
 	default:
 		close(done)
 	}
+	return parked
 }
