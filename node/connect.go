@@ -195,12 +195,13 @@ func (b *Broker) register(c *conn, cleanStart bool) (present bool, err error) {
 		importDone = make(chan struct{})
 		b.mu.Lock()
 		b.importing[id] = importDone
-		b.cancelHandoffLocked(id) // it left this node earlier and comes back now
+		back := b.takeBackHandoffLocked(id) // it left this node earlier and comes back now
 		b.mu.Unlock()
 		defer func() {
 			b.mu.Lock()
 			b.deliverParkedLocked(id, b.endImportLocked(id, importDone))
 			b.mu.Unlock()
+			b.endTakenBack(back) // after the session is back: no gap without a subscriber
 		}()
 		// A client id is live on at most one node: close it elsewhere, and bring its
 		// session here [MQTT-3.1.4-3] across the cluster.

@@ -181,16 +181,50 @@ func (b *Broker) endHandoff(h *handoff) {
 	b.cfg.Cluster.Relay(h.to, id, nil)
 }
 
-// cancelHandoffLocked ends a handoff of clientID at once: the client came back to
-// this node, which takes the session back from the node it went to. b.mu is held.
+// cancelHandoffLocked ends a handoff of clientID at once (shutting down). b.mu is
+// held.
 func (b *Broker) cancelHandoffLocked(clientID string) {
 	if h := b.handoffs[clientID]; h != nil {
-		select {
-		case <-h.stop:
-		default:
-			close(h.stop)
-		}
+		b.cancelHandoffLockedFor(h)
 	}
+}
+
+// takeBackHandoffLocked ends a handoff of clientID because the client came back to
+// this node, which takes the session back from the node it went to. Its goroutine
+// stops, but the sealed session keeps its subscriptions, relaying what arrives,
+// until the session is back (endTakenBack): dropping them now would leave the
+// client's messages published here in between with no subscriber, while this
+// node's replica may not show the other node's route yet. b.mu is held.
+func (b *Broker) takeBackHandoffLocked(clientID string) *handoff {
+	h := b.handoffs[clientID]
+	if h == nil {
+		return nil
+	}
+	delete(b.handoffs, clientID) // its goroutine's endHandoff does nothing now
+	b.cancelHandoffLockedFor(h)
+	return h
+}
+
+// cancelHandoffLockedFor stops h's goroutine. b.mu is held.
+func (b *Broker) cancelHandoffLockedFor(h *handoff) {
+	select {
+	case <-h.stop:
+	default:
+		close(h.stop)
+	}
+}
+
+// endTakenBack finishes a handoff taken back (takeBackHandoffLocked) once the
+// session is here again: the sealed session's subscriptions go, and its node is
+// told no more relays follow.
+func (b *Broker) endTakenBack(h *handoff) {
+	if h == nil {
+		return
+	}
+	for _, sub := range h.rec.s.Subscriptions() {
+		b.removeSubscription(h.rec.s, sub.Filter)
+	}
+	b.cfg.Cluster.Relay(h.to, h.rec.s.ClientID, nil)
 }
 
 // DeliverRelayed delivers a message that the node a session moved from relayed
