@@ -54,10 +54,13 @@ func (s *Session) StopWatchingDuplicates() {
 	s.seen = nil
 }
 
-// idWindow is a set of the last max message ids added.
+// idWindow is a set of the last max message ids added. Its ring grows with the ids
+// added, up to max: a session imported in a reconnect storm holds what it saw, not
+// room for max ids.
 type idWindow struct {
 	set  map[MessageID]struct{}
 	ring []MessageID
+	max  int
 	next int
 }
 
@@ -68,7 +71,7 @@ func newIDWindow(max int) *idWindow {
 	if max <= 0 {
 		max = defaultIDWindow
 	}
-	return &idWindow{set: make(map[MessageID]struct{}), ring: make([]MessageID, 0, max)}
+	return &idWindow{set: make(map[MessageID]struct{}), max: max}
 }
 
 // add records id and reports whether it is new.
@@ -76,9 +79,9 @@ func (w *idWindow) add(id MessageID) bool {
 	if _, ok := w.set[id]; ok {
 		return false
 	}
-	if len(w.ring) < cap(w.ring) {
+	if len(w.ring) < w.max {
 		w.ring = append(w.ring, id)
-	} else if len(w.ring) > 0 {
+	} else {
 		delete(w.set, w.ring[w.next])
 		w.ring[w.next] = id
 		w.next = (w.next + 1) % len(w.ring)
