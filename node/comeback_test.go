@@ -109,3 +109,32 @@ func TestComebackKeepsSubscriptionsUntilImported(t *testing.T) {
 		t.Fatalf("message published while the session came back: PUBACK %v, relayed %q; want success and one relay", code, relayed)
 	}
 }
+
+// TestReleaseAfterRequesterGaveUp: a takeover whose requester gave up (its context
+// ended) leaves the session here: sealing and exporting it then handed the queued
+// messages to nobody.
+func TestReleaseAfterRequesterGaveUp(t *testing.T) {
+	cfg := lcConfig()
+	cfg.Cluster = &heldTakeOver{}
+	b := nodetest.Start(t, cfg)
+	c, _ := lcAccepted(t, b.Addr, proto.V5, lcResumable(proto.V5, "late"))
+	c.Subscribe(1, 1, "late/#")
+	c.Disconnect()
+	lcAwaitConnected(t, b, 0)
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if state, _, err := b.ReleaseClient(ctx, "late", "B", true); err == nil || state != nil {
+		t.Fatalf("ReleaseClient after the requester gave up: %d bytes, %v; want an error and no state", len(state), err)
+	}
+	pub := nodetest.Connect(t, b.Addr, proto.V5, "pub")
+	if code := pub.Publish(&proto.Publish{Topic: "late/x", QoS: 1, PacketID: 1, Payload: []byte("kept")}); code != proto.Success {
+		t.Fatalf("publish to the session kept here: %v", code)
+	}
+	back, ack := lcAccepted(t, b.Addr, proto.V5, lcResumable(proto.V5, "late"))
+	if !ack.SessionPresent {
+		t.Fatal("the session was not kept")
+	}
+	if p := nodetest.Expect[*proto.Publish](back); string(p.Payload) != "kept" {
+		t.Fatalf("got %q", p.Payload)
+	}
+}

@@ -74,6 +74,11 @@ func (b *Broker) ReleaseClient(ctx context.Context, clientID, to string, resume 
 	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	if err := ctx.Err(); err != nil {
+		// The node asking gave up: it goes on without the session, so the session
+		// stays here rather than be sealed and exported to nobody.
+		return nil, c != nil, err
+	}
 	rec := b.sessions[clientID]
 	if rec == nil {
 		return nil, c != nil, nil
