@@ -351,3 +351,42 @@ func TestShrRedelivery(t *testing.T) {
 		m2.ExpectPublish("r", "after")
 	})
 }
+
+// TestShrQoS2SentStaysWithItsMember: a QoS 2 message of a shared subscription that
+// was sent to a member and not yet acknowledged (no PUBREC) stays with that member
+// when it drops: the other member does not get it, and the member gets it again,
+// with DUP, when it reconnects [MQTT-4.8.2-4] [MQTT-4.8.2-5]. It used to go to the
+// other member too, so the group received it twice.
+func TestShrQoS2SentStaysWithItsMember(t *testing.T) {
+	t.Parallel()
+	b := nodetest.Start(t, node.DefaultConfig())
+	m1, _ := lcAccepted(t, b.Addr, proto.V5, lcResumable(proto.V5, "m1"))
+	m1.Subscribe(1, 2, "$share/g/q2")
+	m2, _ := lcAccepted(t, b.Addr, proto.V5, lcResumable(proto.V5, "m2"))
+	m2.Subscribe(1, 2, "$share/g/q2")
+	pub := nodetest.Connect(t, b.Addr, proto.V5, "pub")
+	pub.Publish(&proto.Publish{Topic: "q2", QoS: 2, PacketID: 1, Payload: []byte("once")})
+
+	first, other, firstID := m1, m2, "m1"
+	p, err := m1.RecvWithin(lcQuiet)
+	if err != nil {
+		first, other, firstID = m2, m1, "m2"
+		p = nodetest.Expect[*proto.Publish](m2)
+	}
+	got, ok := p.(*proto.Publish)
+	if !ok || got.QoS != 2 {
+		t.Fatalf("%s got %s, want the QoS 2 PUBLISH", firstID, nodetest.String(p))
+	}
+	first.Conn.Close() // before its PUBREC
+	lcAwaitConnected(t, b, 2)
+	other.ExpectNothing(lcQuiet)
+
+	back, ack := lcAccepted(t, b.Addr, proto.V5, lcResumable(proto.V5, firstID))
+	if !ack.SessionPresent {
+		t.Fatalf("%s's session is gone", firstID)
+	}
+	again := nodetest.Expect[*proto.Publish](back)
+	if again.PacketID != got.PacketID || !again.Dup || string(again.Payload) != "once" {
+		t.Fatalf("%s got %s on reconnect, want packet id %d again with DUP", firstID, nodetest.String(again), got.PacketID)
+	}
+}

@@ -552,9 +552,11 @@ func (s *Session) removeInflightLocked(i int, now time.Time) {
 }
 
 // TakeShared removes and returns the QoS 1/2 messages that reached this session
-// through a shared subscription and are not yet delivered: queued, or sent and not
-// acknowledged (QoS 2 past PUBREC is delivered and stays). The broker gives them to
-// another member of their group when this client leaves.
+// through a shared subscription and are not yet delivered: queued ones, and QoS 1
+// ones sent and not acknowledged. The broker gives them to another member of their
+// group when this client leaves. A QoS 2 message once sent stays: its delivery must
+// be completed to this client when it reconnects, and must not go to another
+// member even if this session ends first (5.0 [MQTT-4.8.2-4], [MQTT-4.8.2-5]).
 func (s *Session) TakeShared(now time.Time) []Delivery {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -562,7 +564,7 @@ func (s *Session) TakeShared(now time.Time) []Delivery {
 	take := func(list []*entry, queued bool) []*entry {
 		kept := list[:0]
 		for _, e := range list {
-			if e.shared == "" || e.released {
+			if e.shared == "" || e.released || e.sent && e.out.QoS == 2 {
 				kept = append(kept, e)
 				continue
 			}

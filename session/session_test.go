@@ -1289,23 +1289,25 @@ func TestQueueBytesBound(t *testing.T) {
 }
 
 // TestTakeShared covers handing back the undelivered messages of shared
-// subscriptions when their client leaves: queued or sent and unacknowledged ones go,
-// QoS 2 past PUBREC (delivered) and ordinary subscriptions' messages stay.
+// subscriptions when their client leaves: queued ones and sent unacknowledged QoS 1
+// ones go; QoS 2 ones once sent (before or past PUBREC) and ordinary
+// subscriptions' messages stay.
 func TestTakeShared(t *testing.T) {
 	shared := func(topic string, qos byte) session.Delivery {
 		d := dlv(topic, qos)
 		d.Shared = "g/t/#"
 		return d
 	}
-	s := session.New("c", cfg(2, 10))
+	s := session.New("c", cfg(3, 10))
 	r := newRecorder()
 	s.Attach(r, 0, t0)
 	deliver(t, s, shared("a", 1), session.NotDropped) // inflight id1
 	deliver(t, s, shared("b", 2), session.NotDropped) // inflight id2, then past PUBREC
+	deliver(t, s, shared("e", 2), session.NotDropped) // inflight id3, sent, no PUBREC
 	deliver(t, s, dlv("c", 1), session.NotDropped)    // queued, not shared
 	deliver(t, s, shared("d", 2), session.NotDropped) // queued
 	noErr(t, "Pubrec(2)", s.Pubrec(2, proto.Success, t0))
-	wantSent(t, r, "a q1 id1", "b q2 id2")
+	wantSent(t, r, "a q1 id1", "b q2 id2", "e q2 id3")
 
 	got := s.TakeShared(t0)
 	var topics []string
@@ -1316,11 +1318,13 @@ func TestTakeShared(t *testing.T) {
 		t.Fatalf("TakeShared = %q, want %q", topics, want)
 	}
 	// a's slot went to the queued c.
-	wantSent(t, r, "c q1 id3")
-	wantCounts(t, s, 2, 0, 0)
+	wantSent(t, r, "c q1 id4")
+	wantCounts(t, s, 3, 0, 0)
 	wantNotFound(t, "Puback(1) of a taken message", s.Puback(1, t0))
 	noErr(t, "Pubcomp(2)", s.Pubcomp(2, t0))
-	noErr(t, "Puback(3)", s.Puback(3, t0))
+	noErr(t, "Pubrec(3)", s.Pubrec(3, proto.Success, t0))
+	noErr(t, "Pubcomp(3)", s.Pubcomp(3, t0))
+	noErr(t, "Puback(4)", s.Puback(4, t0))
 	if again := s.TakeShared(t0); len(again) != 0 {
 		t.Fatalf("second TakeShared = %v, want nothing", again)
 	}
