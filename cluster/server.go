@@ -93,6 +93,14 @@ func (a *appliedBatches) seen(from string, id uint64) (bool, uint64) {
 	return ok && id <= m.id, m.ticket
 }
 
+// lastBatch returns the id of the newest memory batch of run from applied (0 for
+// none).
+func (a *appliedBatches) lastBatch(from string) uint64 {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.last[from].id
+}
+
 func (a *appliedBatches) mark(from string, id, ticket uint64) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
@@ -152,7 +160,14 @@ func (s *server) apply(ctx context.Context, b *peerpb.ForwardBatch) *peerpb.Forw
 	c := s.c
 	ack := &peerpb.ForwardAck{Id: b.Id}
 	sender := senderName(b.From)
-	if seen, t := c.applied.seen(b.From, b.Id); seen {
+	// A batch from the sender's memory is skipped whole once applied, by its id; a
+	// batch from its spool is not: its records are skipped one by one, by their spool
+	// seq, or by the memory batch that carried them first (SentFrom, SentBatch). The
+	// id of a spool batch must not move the memory batches' mark either: spool
+	// batches are numbered from the same counter, after the memory batches they
+	// hold, and would make those look applied before they were.
+	fromMemory := b.SpoolId == ""
+	if seen, t := c.applied.seen(b.From, b.Id); fromMemory && seen {
 		if err := c.local.WaitDurable(ctx, t); err != nil {
 			ack.Error = err.Error()
 		}
@@ -210,7 +225,11 @@ func (s *server) apply(ctx context.Context, b *peerpb.ForwardBatch) *peerpb.Forw
 	}
 	if ticket > 0 {
 		// Something durable was applied: so is the mark that skips it when sent again.
-		ticket = max(ticket, c.persistMark(sender, b.From, b.Id, b.SpoolId, spoolTo))
+		batch := b.Id
+		if !fromMemory {
+			batch = c.applied.lastBatch(b.From)
+		}
+		ticket = max(ticket, c.persistMark(sender, b.From, batch, b.SpoolId, spoolTo))
 	}
 	if err := c.local.WaitDurable(ctx, ticket); err != nil && ack.Error == "" {
 		ack.Error = err.Error()
@@ -229,7 +248,9 @@ func (s *server) apply(ctx context.Context, b *peerpb.ForwardBatch) *peerpb.Forw
 			}
 		}
 	}
-	c.applied.mark(b.From, b.Id, ticket)
+	if fromMemory {
+		c.applied.mark(b.From, b.Id, ticket)
+	}
 	if spoolTo != 0 {
 		c.applied.markSpool(sender, b.SpoolId, spoolTo, ticket)
 	}

@@ -144,3 +144,33 @@ func TestAppliedRecordRoundTrip(t *testing.T) {
 		}
 	}
 }
+
+// TestReceiverSpoolBatchIDsDoNotSkip: memory batches 10 and 11 were on the wire,
+// never applied, and moved to the spool (their records carry SentFrom and
+// SentBatch 10 and 11). The spool is drained in two batches, whose ids (20, 21)
+// come after 10 and 11. Both records are applied: the id of spool batch 20 used to
+// become the sender's mark, so the record of memory batch 11 in spool batch 21
+// looked applied and was skipped, an acknowledged message lost.
+func TestReceiverSpoolBatchIDsDoNotSkip(t *testing.T) {
+	local := &countingLocal{got: map[string]int{}}
+	s := &server{c: &Cluster{local: local, applied: newAppliedBatches()}}
+	apply := func(b *peerpb.ForwardBatch) {
+		t.Helper()
+		if !s.c.applied.enter(b.From, b.Stream) {
+			t.Fatalf("batch %d refused", b.Id)
+		}
+		if ack := s.apply(context.Background(), b); ack.Error != "" {
+			t.Fatalf("batch %d: %s", b.Id, ack.Error)
+		}
+	}
+	apply(&peerpb.ForwardBatch{Id: 20, From: "n1#a", Stream: 2, SpoolId: "s1", Deliveries: []*peerpb.Delivery{delivery(t, "m1", 1, "n1#a", 10)}})
+	apply(&peerpb.ForwardBatch{Id: 21, From: "n1#a", Stream: 2, SpoolId: "s1", Deliveries: []*peerpb.Delivery{delivery(t, "m2", 2, "n1#a", 11)}})
+	// A memory batch sent after them is applied once, and skipped when sent again.
+	apply(&peerpb.ForwardBatch{Id: 22, From: "n1#a", Stream: 2, Deliveries: []*peerpb.Delivery{delivery(t, "m3", 0, "", 0)}})
+	apply(&peerpb.ForwardBatch{Id: 22, From: "n1#a", Stream: 2, Deliveries: []*peerpb.Delivery{delivery(t, "m3", 0, "", 0)}})
+	for _, m := range []string{"m1", "m2", "m3"} {
+		if local.got[m] != 1 {
+			t.Errorf("%s delivered %d times, want once (all: %v)", m, local.got[m], local.got)
+		}
+	}
+}
