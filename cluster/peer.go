@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -87,6 +88,10 @@ type peer struct {
 	sent     []sentBatch // on the current stream, oldest first
 	down     bool        // gossip says the peer is dead or left
 	spooling bool
+	// retrying is set when the peer could not apply records sent from the spool
+	// for now (ackRetry): they stay in the spool, and acks of the current stream
+	// delete none, until the next stream sends them again.
+	retrying bool
 	cancel   context.CancelFunc // ends the current stream; nil between streams
 
 	wake   chan struct{} // capacity 1: something to send, or an acknowledgement
@@ -243,6 +248,13 @@ func (p *peer) close() {
 	default:
 		close(p.stop)
 	}
+	// A stream blocked in Send by flow control (a stalled peer) never looks at
+	// p.stop: end it, or closing waits for gRPC's keepalive to fail the transport.
+	p.mu.Lock()
+	if p.cancel != nil {
+		p.cancel()
+	}
+	p.mu.Unlock()
 	<-p.done
 	p.conn.Close()
 	p.mu.Lock()
@@ -330,6 +342,7 @@ func (p *peer) stream() error {
 		p.spillLocked()
 	}
 	p.cancel = cancel
+	p.retrying = false // what was kept is read from the spool again below
 	gen := p.c.streams.Add(1)
 	// Batches from memory go again as they were; those from the spool are read
 	// from it again.
@@ -471,6 +484,7 @@ func (p *peer) acked(ack *peerpb.ForwardAck) {
 	if ack.Error != "" {
 		err = fmt.Errorf("cluster: %s did not accept the messages: %s", p.name, ack.Error)
 	}
+	retry := strings.HasPrefix(ack.Error, ackRetry)
 	p.mu.Lock()
 	var done []pending
 	var spoolTo uint64
@@ -485,10 +499,21 @@ func (p *peer) acked(ack *peerpb.ForwardAck) {
 		}
 	}
 	p.sent = append(p.sent[:0], p.sent[i:]...)
+	if spoolTo > 0 && retry && !p.retrying {
+		// Their publishers were answered long ago: the records stay, and go again
+		// on the next stream, from the oldest.
+		p.retrying = true
+		if p.cancel != nil {
+			p.cancel()
+		}
+		p.c.log.Warn("a node could not take messages held for it now: sending them again", "member", p.name, "messages", spooled, "err", err)
+	}
+	keep := p.retrying
 	p.mu.Unlock()
-	if spoolTo > 0 {
+	if spoolTo > 0 && !keep {
 		if err != nil {
-			// Their publishers were answered long ago: nobody can send them again.
+			// Refused for good (a record that does not decode there): nobody can
+			// send them again.
 			p.c.log.Error("a node refused messages held for it: dropped", "member", p.name, "messages", spooled, "err", err)
 		}
 		p.c.spool.Delete(p.name, spoolTo)

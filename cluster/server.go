@@ -169,9 +169,24 @@ func (s *server) apply(ctx context.Context, b *peerpb.ForwardBatch) *peerpb.Forw
 	fromMemory := b.SpoolId == ""
 	if seen, t := c.applied.seen(b.From, b.Id); fromMemory && seen {
 		if err := c.local.WaitDurable(ctx, t); err != nil {
-			ack.Error = err.Error()
+			ack.Error = ackRetry + err.Error()
 		}
 		return ack
+	}
+	// retry is set by a failure that may pass (the store's commit, a node a
+	// delivery went on to): the batch is then not marked applied, and the sender
+	// sends it again. Deliveries applied before the failure may so come twice; that
+	// is the price of losing none. The stream ending (ctx) is no such failure: what
+	// was applied stays applied and becomes durable all the same, and the copies
+	// sent again must be skipped.
+	retry := false
+	fail := func(err error) {
+		if ctx.Err() == nil || !errors.Is(err, ctx.Err()) {
+			retry = true
+		}
+		if ack.Error == "" {
+			ack.Error = err.Error()
+		}
 	}
 	var ticket, spoolTo uint64
 	var relayed []<-chan error
@@ -211,7 +226,7 @@ func (s *server) apply(ctx context.Context, b *peerpb.ForwardBatch) *peerpb.Forw
 		if d.Retained {
 			t, err := c.local.StoreRetained(m)
 			if err != nil {
-				ack.Error = err.Error()
+				fail(err)
 			}
 			ticket = max(ticket, t)
 		}
@@ -231,22 +246,24 @@ func (s *server) apply(ctx context.Context, b *peerpb.ForwardBatch) *peerpb.Forw
 		}
 		ticket = max(ticket, c.persistMark(sender, b.From, batch, b.SpoolId, spoolTo))
 	}
-	if err := c.local.WaitDurable(ctx, ticket); err != nil && ack.Error == "" {
-		ack.Error = err.Error()
+	if err := c.local.WaitDurable(ctx, ticket); err != nil {
+		fail(err)
 	}
 	// What went on to nodes that sessions matching here moved to must be accepted
 	// there too before this node answers for it.
 	for _, w := range relayed {
 		select {
 		case err := <-w:
-			if err != nil && ack.Error == "" {
-				ack.Error = err.Error()
+			if err != nil {
+				fail(err)
 			}
 		case <-ctx.Done():
-			if ack.Error == "" {
-				ack.Error = ctx.Err().Error()
-			}
+			fail(ctx.Err())
 		}
+	}
+	if retry {
+		ack.Error = ackRetry + ack.Error
+		return ack
 	}
 	if fromMemory {
 		c.applied.mark(b.From, b.Id, ticket)
@@ -257,6 +274,11 @@ func (s *server) apply(ctx context.Context, b *peerpb.ForwardBatch) *peerpb.Forw
 	c.stats.counter(&c.stats.recv, sender).Add(uint64(applied))
 	return ack
 }
+
+// ackRetry starts the error of an acknowledgement whose batch was not applied
+// because of a failure that may pass: the sender sends it again. Any other error
+// is the deliveries' own (a corrupt message), which would fail again.
+const ackRetry = "retry: "
 
 // senderName strips the run suffix of a sender's incarnation.
 func senderName(from string) string {

@@ -70,3 +70,29 @@ func TestSpilledBatchesAllArrive(t *testing.T) {
 		})
 	}
 }
+
+// TestCloseWithStalledPeer: a node whose forward stream to a stalled peer is blocked
+// by flow control stops at once. Closing the peer did not end the stream, so the
+// node waited for gRPC's keepalive to fail the transport (about 20 s).
+func TestCloseWithStalledPeer(t *testing.T) {
+	skipShort(t)
+	nodes := clustertest.Start(t, 3, clustertest.Options{Tune: func(cc *cluster.Config, nc *node.Config) {
+		cc.ForwardTimeout = 30 * time.Second // nothing moves to the spool meanwhile
+	}})
+	s3, _ := resume(t, nodes[2].Addr, proto.V311, "s3")
+	s3.Subscribe(1, 0, "stall/#")
+	clustertest.WaitRoute(t, nodes, "stall/#", "n3", "", true)
+	pub := nodetest.Connect(t, nodes[0].Addr, proto.V311, "pub")
+	nodes[2].StallPeer()
+	payload := make([]byte, 1000)
+	for i := 1; i <= 2000; i++ {
+		pub.Send(&proto.Publish{Topic: "stall/x", Payload: append(fmt.Appendf(nil, "%d", i), payload...)})
+	}
+	pub.Send(&proto.Pingreq{}) // answered once the publishes before it were routed
+	nodetest.Expect[*proto.Pingresp](pub)
+	start := time.Now()
+	nodes[0].Stop()
+	if d := time.Since(start); d > 8*time.Second {
+		t.Fatalf("n1 took %v to stop: its stream blocked on the stalled peer was not ended", d)
+	}
+}
