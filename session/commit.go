@@ -123,11 +123,15 @@ func (c *committer) loop() {
 		c.Writes.Add(int64(len(batch)))
 
 		c.mu.Lock()
-		if err != nil {
+		switch {
+		case err != nil:
 			c.err = fmt.Errorf("session store commit: %w", err)
 			c.log.Error("store commit failed: acknowledgements that wait for the disk will fail", "err", err)
-		} else {
+		case c.err == nil:
 			c.durable += uint64(len(batch))
+			// After a failure durable stays where it was: counting later batches
+			// would carry it past the failed batch's tickets, as if those had
+			// reached the disk.
 		}
 		close(c.changed)
 		c.changed = make(chan struct{})
