@@ -306,9 +306,12 @@ func (s *Session) Online() bool {
 
 // Attach connects the session to a connection's outbox. receiveMax is the client's
 // Receive Maximum (0 when it sent none); the window is the smaller of it and
-// MaxInflight. Every unacknowledged PUBLISH is pushed again with DUP set, and every
-// pending PUBREL again, with their original packet ids [MQTT-4.4.0-1]; then queued
-// messages fill the window.
+// MaxInflight. Every pending PUBREL is pushed again, and every unacknowledged
+// PUBLISH goes back to the front of the queue, to be sent again with DUP set and
+// its original packet id [MQTT-4.4.0-1] as the new window allows: a client that
+// came back with a smaller Receive Maximum gets no more than it allows
+// [MQTT-3.3.4-9], and a push the connection refuses is retried by Refill like any
+// other.
 func (s *Session) Attach(out Outbox, receiveMax int, now time.Time) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -318,14 +321,34 @@ func (s *Session) Attach(out Outbox, receiveMax int, now time.Time) {
 		s.window = receiveMax
 	}
 	s.writeMetaLocked(time.Time{})
+	// In the order they were sent. Once one PUBLISH does not fit (or is refused),
+	// it and the later ones go back to the queue, so the order holds.
+	var resend []*entry
+	kept := s.inflight[:0]
 	for _, e := range s.inflight {
-		o := e.out
 		if e.released {
-			o = Outgoing{PacketID: o.PacketID, Release: true}
-		} else {
-			o.Dup = true
+			kept = append(kept, e)
+			// After the record of its PUBREC, like the first PUBREL: sent before it
+			// is on disk, a crash would bring the message back after the client
+			// forgot it.
+			out.Push(Outgoing{PacketID: e.out.PacketID, Release: true, Ticket: e.out.Ticket})
+			continue
 		}
-		out.Push(o)
+		if len(resend) == 0 && len(kept) < s.window {
+			o := e.out
+			o.Dup = true
+			if out.Push(o) {
+				kept = append(kept, e)
+				continue
+			}
+		}
+		resend = append(resend, e)
+		s.queuedBytes += msgSize(e.out.Msg)
+	}
+	clear(s.inflight[len(kept):])
+	s.inflight = kept
+	if len(resend) > 0 {
+		s.queue = append(resend, s.queue...)
 	}
 	s.fillLocked(now)
 }
@@ -441,13 +464,17 @@ func (s *Session) makeRoomLocked(m *Message) bool {
 		s.dropLocked(DropQueueFull)
 		return false
 	}
-	for s.cfg.DropOldest && len(s.queue) > 0 && s.fullLocked(m) {
-		old := s.queue[0]
+	for s.cfg.DropOldest && s.fullLocked(m) {
+		// The oldest message not sent yet: one sent before (queued again after a
+		// restart or a reconnect) must be sent again, not dropped [MQTT-4.4.0-1].
+		i := slices.IndexFunc(s.queue, func(e *entry) bool { return !e.sent })
+		if i < 0 {
+			break
+		}
+		old := s.queue[i]
 		s.forgetLocked(old)
 		s.queuedBytes -= msgSize(old.out.Msg)
-		copy(s.queue, s.queue[1:])
-		s.queue[len(s.queue)-1] = nil
-		s.queue = s.queue[:len(s.queue)-1]
+		s.queue = slices.Delete(s.queue, i, i+1)
 		s.dropLocked(DropQueueFull)
 	}
 	if s.fullLocked(m) {
@@ -648,7 +675,9 @@ func (s *Session) Pubrec(id uint16, code proto.ReasonCode, now time.Time) error 
 	e.released = true
 	e.out = Outgoing{PacketID: id, QoS: 2}
 	if s.store != nil {
-		_, _ = s.putEntryLocked(e) // a released record carries no message; it cannot fail to encode
+		// A released record carries no message; it cannot fail to encode. Its
+		// ticket is kept for a PUBREL sent again on a new connection (Attach).
+		e.out.Ticket, _ = s.putEntryLocked(e)
 	}
 	return nil
 }
