@@ -88,6 +88,9 @@ type peer struct {
 	sent     []sentBatch // on the current stream, oldest first
 	down     bool        // gossip says the peer is dead or left
 	spooling bool
+	// closed is set once close failed what the peer held: a delivery that reaches
+	// it later goes to the node's current peer (enqueueAgain).
+	closed bool
 	// retrying is set when the peer could not apply records sent from the spool
 	// for now (ackRetry): they stay in the spool, and acks of the current stream
 	// delete none, until the next stream sends them again.
@@ -150,9 +153,10 @@ func (c *Cluster) peer(name string) (*peer, error) {
 	p.spooling = c.spool.Depth(name) > 0
 	if old := c.peers[name]; old != nil {
 		// The node came back at another address: the old stream is useless, but
-		// what is held for the node goes on to the new one, in order.
-		p.queue = old.handOver()
-		if p.spooling && len(p.queue) > 0 {
+		// what is held for the node goes on to the new one, in order. Sent batches
+		// keep their ids, so the node skips those it applied already.
+		p.sent, p.queue = old.handOver()
+		if p.spooling && len(p.sent)+len(p.queue) > 0 {
 			p.mu.Lock()
 			p.spillLocked()
 			p.mu.Unlock()
@@ -189,18 +193,42 @@ func (c *Cluster) enqueueTo(node string, d *peerpb.Delivery, done func(error)) {
 	p.enqueue(d, done)
 }
 
-// handOver takes what the peer holds in memory, sent batches not acknowledged
-// first, and leaves it empty, so close fails nothing.
-func (p *peer) handOver() []pending {
+// handOver takes what the peer holds in memory, its sent batches not acknowledged
+// (from memory: those from the spool are read from it again) and its queue, and
+// leaves it empty, so close fails nothing.
+func (p *peer) handOver() ([]sentBatch, []pending) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	var items []pending
+	var sent []sentBatch
 	for _, b := range p.sent {
-		items = append(items, b.items...)
+		if !b.fromSpool {
+			sent = append(sent, b)
+		}
 	}
-	items = append(items, p.queue...)
+	queue := p.queue
 	p.sent, p.queue = nil, nil
-	return items
+	return sent, queue
+}
+
+// enqueueAgain hands a delivery that reached old after it was closed to the node's
+// current peer.
+func (c *Cluster) enqueueAgain(old *peer, d *peerpb.Delivery, done func(error)) {
+	c.enqueueAgainOr(old, pending{d: d, done: done}, errClosing)
+}
+
+// enqueueAgainOr hands it to the peer that replaced old at the node's new
+// address, or, when old was not replaced, answers it with err.
+func (c *Cluster) enqueueAgainOr(old *peer, it pending, err error) {
+	c.mu.Lock()
+	cur := c.peers[old.name]
+	c.mu.Unlock()
+	if cur == nil || cur == old {
+		if it.done != nil {
+			it.done(err)
+		}
+		return
+	}
+	cur.enqueue(it.d, it.done)
 }
 
 func (p *peer) signal() {
@@ -215,6 +243,11 @@ func (p *peer) signal() {
 func (p *peer) enqueue(d *peerpb.Delivery, done func(error)) {
 	it := pending{d: d, done: done, at: time.Now()}
 	p.mu.Lock()
+	if p.closed {
+		p.mu.Unlock()
+		p.c.enqueueAgain(p, d, done)
+		return
+	}
 	if p.spooling {
 		p.c.holdLocked(p.name, it, "", 0)
 	} else {
@@ -258,19 +291,19 @@ func (p *peer) close() {
 	<-p.done
 	p.conn.Close()
 	p.mu.Lock()
-	defer p.mu.Unlock()
-	fail := func(items []pending) {
-		for _, it := range items {
-			if it.done != nil {
-				it.done(errors.New("cluster: peer " + p.name + " removed"))
-			}
-		}
-	}
-	fail(p.queue)
+	left := p.queue // what came after handOver; sent is empty then
 	for _, b := range p.sent {
-		fail(b.items)
+		left = append(left, b.items...)
 	}
 	p.queue, p.sent = nil, nil
+	p.closed = true
+	p.mu.Unlock()
+	// Replaced by a peer at the node's new address: what reached this one after
+	// the hand-over goes there. Otherwise (removed, or closed with the cluster) it
+	// fails.
+	for _, it := range left {
+		p.c.enqueueAgainOr(p, it, errors.New("cluster: peer "+p.name+" removed"))
+	}
 }
 
 // run keeps a forward stream open and feeds it, reconnecting with backoff.

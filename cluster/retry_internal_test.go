@@ -90,3 +90,26 @@ func TestSenderKeepsRecordsOnRetry(t *testing.T) {
 		t.Fatalf("after a refusal for good the spool holds %d records, want none", d)
 	}
 }
+
+// TestEnqueueOnReplacedPeer: a delivery that reaches a peer after it was closed
+// goes to the peer that replaced it at the node's new address; with none, it is
+// answered at once. It used to sit in the closed peer's queue unanswered, and its
+// publisher's acknowledgements stalled for good.
+func TestEnqueueOnReplacedPeer(t *testing.T) {
+	c := &Cluster{peers: map[string]*peer{}, log: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	old := &peer{c: c, name: "n2", closed: true, wake: make(chan struct{}, 1)}
+	cur := &peer{c: c, name: "n2", wake: make(chan struct{}, 1)}
+	c.peers["n2"] = cur
+	answered := 0
+	old.enqueue(delivery(t, "m1", 0, "", 0), func(error) { answered++ })
+	if len(cur.queue) != 1 || answered != 0 {
+		t.Fatalf("the new peer holds %d deliveries (answered %d), want the one sent to the old peer", len(cur.queue), answered)
+	}
+
+	c.peers["n2"] = old // closed with the cluster: nobody replaces it
+	var err error
+	old.enqueue(delivery(t, "m2", 0, "", 0), func(e error) { answered++; err = e })
+	if answered != 1 || err == nil {
+		t.Fatalf("a delivery to a closed peer nobody replaced: answered %d times, err %v", answered, err)
+	}
+}
