@@ -49,6 +49,9 @@ type Broker struct {
 	// parked holds the relays that arrived for a session while it was being
 	// imported, delivered to it once the import ends (endImportLocked).
 	parked map[string][]session.Delivery
+	// lateWills are the timers of the restored wills of sessions that ended while
+	// the broker was down (restore.go); Shutdown stops them.
+	lateWills []*time.Timer
 	// handoffs are the sessions handed over to other nodes, still relaying.
 	handoffs map[string]*handoff
 	// poller is the event loop of the plain TCP listeners (Config.EventLoop),
@@ -280,6 +283,9 @@ func (b *Broker) Shutdown(ctx context.Context) error {
 	}
 	for _, r := range b.sessions {
 		r.stopTimers()
+	}
+	for _, t := range b.lateWills {
+		t.Stop() // still owed: it is on disk no more, as its session ended
 	}
 	for id := range b.handoffs {
 		b.cancelHandoffLocked(id)

@@ -240,6 +240,9 @@ func (b *Broker) register(c *conn, cleanStart bool) (present bool, err error) {
 			// will [MQTT-3.1.3-9] family.
 			endedWill = rec.pendingWill
 		}
+		if rec.pendingWill != nil {
+			rec.s.ClearWill() // published now, or cancelled by the client's return
+		}
 		rec.stopTimers()
 		if cleanStart {
 			b.discardSessionLocked(rec)
@@ -338,6 +341,8 @@ func (b *Broker) connectionGone(c *conn) {
 		// first; if the session ends sooner, expireSession publishes it then.
 		rec.pendingWill = &delayedWill{w: c.will, from: c.clientID}
 		rec.will = time.AfterFunc(time.Duration(delay)*time.Second, func() { b.publishPendingWill(rec) })
+		// On disk too, for a restart within the delay.
+		rec.s.SaveWill(rec.pendingWill.stored(now, now.Add(time.Duration(delay)*time.Second)))
 		will = nil
 	}
 	b.mu.Unlock()
@@ -371,6 +376,9 @@ func (b *Broker) publishPendingWill(rec *sessionRecord) {
 	b.mu.Lock()
 	will := rec.pendingWill
 	rec.pendingWill, rec.will = nil, nil
+	if will != nil {
+		rec.s.ClearWill()
+	}
 	b.mu.Unlock()
 	if will != nil {
 		b.publish(will.message(b.now()))
@@ -382,16 +390,33 @@ func willMessage(c *conn, now time.Time) *session.Message {
 	return (&delayedWill{w: c.will, from: c.clientID}).message(now)
 }
 
-// delayedWill is a will waiting for its delay (5.0).
+// delayedWill is a will waiting for its delay (5.0): from the connection, or (w
+// nil) restored from the store.
 type delayedWill struct {
-	w    *proto.Will
-	from string
+	w        *proto.Will
+	from     string
+	restored *session.DelayedWill
 }
 
 // message builds the will's message when it is published: its Message Expiry
 // Interval counts from publication, not from the disconnect (5.0 section 3.1.3.2.4).
 func (d *delayedWill) message(now time.Time) *session.Message {
+	if d.restored != nil {
+		return d.restored.Message(now)
+	}
 	w := d.w
 	p := &proto.Publish{Topic: w.Topic, Payload: w.Payload, QoS: w.QoS, Retain: w.Retain, Props: w.Props}
 	return session.NewMessage(p, d.from, now)
+}
+
+// stored is the will as the session store keeps it, due at due.
+func (d *delayedWill) stored(now, due time.Time) *session.DelayedWill {
+	if d.restored != nil {
+		return d.restored
+	}
+	sw := &session.DelayedWill{Msg: d.message(now), Due: due}
+	if d.w.Props.Has(proto.PropMessageExpiry) {
+		sw.Expiry, sw.HasExpiry = time.Duration(d.w.Props.MessageExpiry)*time.Second, true
+	}
+	return sw
 }

@@ -93,6 +93,8 @@ type Restored struct {
 	// DisconnectedAt is when the client left; for a session whose client was
 	// connected when the broker stopped, the time the store was opened.
 	DisconnectedAt time.Time
+	// Will is the session's will still waiting out its delay, or nil.
+	Will *DelayedWill
 }
 
 // LoadSessions reads every persistent session. The sessions come back offline and
@@ -156,6 +158,12 @@ func loadSession(b *bolt.Bucket, clientID string, cfg Config, now time.Time) (Re
 	r.DisconnectedAt = meta.disconnectedAt
 	if r.DisconnectedAt.IsZero() {
 		r.DisconnectedAt = now
+	}
+	if v := b.Get(keyWill); v != nil {
+		// A copy: the bytes belong to the transaction reading them.
+		if r.Will, err = decodeWill(append([]byte(nil), v...)); err != nil {
+			return r, nil, err
+		}
 	}
 	err = b.Bucket(bucketSubs).ForEach(func(k, v []byte) error {
 		sub, err := decodeSubscription(string(k), v)

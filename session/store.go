@@ -218,6 +218,26 @@ func (s *Store) del(clientID string, bucket, key []byte) uint64 {
 	})
 }
 
+// putSessionKey writes key=value in a session's own bucket, beside its meta record;
+// delSessionKey deletes the key.
+func (s *Store) putSessionKey(clientID string, key, value []byte) uint64 {
+	return s.c.enqueue(func(tx *bolt.Tx) error {
+		if b := sessionBucket(tx, clientID); b != nil {
+			return b.Put(key, value)
+		}
+		return nil
+	})
+}
+
+func (s *Store) delSessionKey(clientID string, key []byte) uint64 {
+	return s.c.enqueue(func(tx *bolt.Tx) error {
+		if b := sessionBucket(tx, clientID); b != nil {
+			return b.Delete(key)
+		}
+		return nil
+	})
+}
+
 // putRetained writes a retained record (a message or a tombstone) under topic.
 func (s *Store) putRetained(topic string, rec []byte) uint64 {
 	key := []byte(topic)
