@@ -130,6 +130,13 @@ func New(cfg Config) (*Broker, error) {
 		handoffs:    make(map[string]*handoff),
 		msgOrigin:   newMessageOrigin(),
 	}
+	// The retained stamps on disk may be ahead of this node's clock (another node's
+	// clock ran ahead, or this one stepped back): the clock starts past them, or a
+	// retained write made here now would lose to an older one.
+	retained.Each(func(m *session.Message) bool {
+		b.observeStamp(m.Stamp)
+		return true
+	})
 	// Every session counts its drops in the broker's Stats; sessions are created
 	// with b.cfg.Session.
 	b.cfg.Session.OnDrop = b.Stats.drop

@@ -148,6 +148,10 @@ type publication struct {
 // routes, and delivers it to every matching local session.
 func (b *Broker) publish(m *session.Message) publication {
 	var p publication
+	if b.cfg.Cluster != nil && m.ID.IsZero() {
+		// Before the retained store holds m: from then on other goroutines read it.
+		m.ID = b.messageID()
+	}
 	if m.Retain {
 		if b.cfg.Cluster != nil && m.Stamp == 0 {
 			m.Stamp = b.stamp()
@@ -160,9 +164,6 @@ func (b *Broker) publish(m *session.Message) publication {
 	}
 	var serve func(string) bool
 	if cl := b.cfg.Cluster; cl != nil {
-		if m.ID.IsZero() {
-			m.ID = b.messageID()
-		}
 		notLocal, nodes, done := cl.Forward(m, m.QoS > 0)
 		p.reached, p.fwd = nodes, done
 		if len(notLocal) > 0 {
