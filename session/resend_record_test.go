@@ -3,6 +3,7 @@ package session_test
 import (
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/skein-mq/skein/proto"
 	"github.com/skein-mq/skein/session"
@@ -77,5 +78,33 @@ func TestDropOldestKeepsSentAfterRestart(t *testing.T) {
 			ids = append(ids, o.PacketID)
 		}
 		t.Fatalf("after the restart sent %v, want ids %d and %d again (with DUP) first", ids, sent[0].PacketID, sent[1].PacketID)
+	}
+}
+
+// TestExpiringSentRecordBeforeSend: an expiring QoS 2 message goes out only once
+// the record that it was sent is on disk (its PUBLISH waits for that ticket), so a
+// broker restarted past the expiry still holds it, to resend it to the client that
+// has it [MQTT-4.3.3-7]. The PUBLISH used to wait only for the message's first
+// record: a crash before the sent record reached the disk dropped it on restore as
+// expired and never sent.
+func TestExpiringSentRecordBeforeSend(t *testing.T) {
+	st := storeOpen(t, filepath.Join(t.TempDir(), "s.db"))
+	s := session.New("c", session.DefaultConfig())
+	s.SetExpiry(3600)
+	s.Persist(st)
+	m := &session.Message{Topic: "a", Payload: []byte("x"), QoS: 2, Expires: t0.Add(10 * time.Second)}
+	s.Deliver(session.Delivery{Msg: m, QoS: 2}, t0) // offline: queued
+	storeWait(t, st, s.Ticket())
+
+	out := &storeOutbox{}
+	s.Attach(out, 0, t0)
+	p := out.take()[0]
+	if sent := s.Ticket(); p.Ticket < sent {
+		t.Fatalf("the PUBLISH waits for ticket %d, not for the record that it was sent (%d)", p.Ticket, sent)
+	}
+	storeWait(t, st, p.Ticket) // the PUBLISH goes out now
+	later := storeLoad(t, storeReopen(t, st), session.DefaultConfig(), t0.Add(time.Hour))
+	if in, q, _ := later[0].Session.Counts(); in+q != 1 {
+		t.Fatalf("restored past its expiry, the session holds %d messages, want the sent one", in+q)
 	}
 }

@@ -503,16 +503,21 @@ func (s *Session) roomLocked(seq uint64) bool {
 func (s *Session) sendLocked(e *entry) bool {
 	o := e.out
 	o.Dup = e.sent
+	if o.QoS > 0 && !e.sent && s.store != nil && !e.out.Msg.Expires.IsZero() {
+		// An expiring message once sent must survive a restart whatever its
+		// expiry: record that it goes out, and send it only once that is on disk,
+		// or a crash in between would drop it on restore as expired and never sent
+		// while the client holds it [MQTT-4.3.3-7]. (Refused below, it is resent
+		// with DUP, which a client takes in its stride.)
+		e.sent = true
+		if t, err := s.putEntryLocked(e); err == nil { // it encoded when queued
+			o.Ticket = max(o.Ticket, t)
+		}
+	}
 	if !s.out.Push(o) {
 		return false
 	}
 	if o.QoS > 0 {
-		if !e.sent && s.store != nil && !e.out.Msg.Expires.IsZero() {
-			// An expiring message once sent must survive a restart whatever its
-			// expiry: record that it went out (nobody waits for this write).
-			e.sent = true
-			_, _ = s.putEntryLocked(e) // it encoded when queued
-		}
 		e.sent = true
 		// Keep inflight sorted by sequence. New deliveries go at the end; only after
 		// a restart can a queued delivery be older than a released one inflight.
