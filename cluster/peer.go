@@ -88,8 +88,8 @@ type peer struct {
 	sent     []sentBatch // on the current stream, oldest first
 	down     bool        // gossip says the peer is dead or left
 	spooling bool
-	// closed is set once close failed what the peer held: a delivery that reaches
-	// it later goes to the node's current peer (enqueueAgain).
+	// closed is set once close took what the peer held: a delivery that reaches it
+	// later goes to the node's current peer (enqueueAgainOr).
 	closed bool
 	// retrying is set when the peer could not apply records sent from the spool
 	// for now (ackRetry): they stay in the spool, and acks of the current stream
@@ -210,14 +210,9 @@ func (p *peer) handOver() ([]sentBatch, []pending) {
 	return sent, queue
 }
 
-// enqueueAgain hands a delivery that reached old after it was closed to the node's
-// current peer.
-func (c *Cluster) enqueueAgain(old *peer, d *peerpb.Delivery, done func(error)) {
-	c.enqueueAgainOr(old, pending{d: d, done: done}, errClosing)
-}
-
-// enqueueAgainOr hands it to the peer that replaced old at the node's new
-// address, or, when old was not replaced, answers it with err.
+// enqueueAgainOr hands a delivery that reached old after it was closed to the peer
+// that replaced it at the node's new address, or, when old was not replaced,
+// answers it with err.
 func (c *Cluster) enqueueAgainOr(old *peer, it pending, err error) {
 	c.mu.Lock()
 	cur := c.peers[old.name]
@@ -245,7 +240,7 @@ func (p *peer) enqueue(d *peerpb.Delivery, done func(error)) {
 	p.mu.Lock()
 	if p.closed {
 		p.mu.Unlock()
-		p.c.enqueueAgain(p, d, done)
+		p.c.enqueueAgainOr(p, it, errClosing)
 		return
 	}
 	if p.spooling {

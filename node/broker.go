@@ -294,8 +294,8 @@ func (b *Broker) Shutdown(ctx context.Context) error {
 	for _, t := range b.lateWills {
 		t.Stop() // still owed: it is on disk no more, as its session ended
 	}
-	for id := range b.handoffs {
-		b.cancelHandoffLocked(id)
+	for _, h := range b.handoffs {
+		h.cancel()
 	}
 	b.mu.Unlock()
 	// Closed without b.mu: closing an event loop listener waits for its accepting

@@ -186,11 +186,13 @@ func (b *Broker) endHandoff(h *handoff) {
 	b.cfg.Cluster.Relay(h.to, id, nil)
 }
 
-// cancelHandoffLocked ends a handoff of clientID at once (shutting down). b.mu is
-// held.
-func (b *Broker) cancelHandoffLocked(clientID string) {
-	if h := b.handoffs[clientID]; h != nil {
-		b.cancelHandoffLockedFor(h)
+// cancel ends the handoff's goroutine at once; it runs endHandoff, which does
+// nothing for a handoff no longer in b.handoffs. b.mu is held.
+func (h *handoff) cancel() {
+	select {
+	case <-h.stop:
+	default:
+		close(h.stop)
 	}
 }
 
@@ -206,17 +208,8 @@ func (b *Broker) takeBackHandoffLocked(clientID string) *handoff {
 		return nil
 	}
 	delete(b.handoffs, clientID) // its goroutine's endHandoff does nothing now
-	b.cancelHandoffLockedFor(h)
+	h.cancel()
 	return h
-}
-
-// cancelHandoffLockedFor stops h's goroutine. b.mu is held.
-func (b *Broker) cancelHandoffLockedFor(h *handoff) {
-	select {
-	case <-h.stop:
-	default:
-		close(h.stop)
-	}
 }
 
 // endTakenBack finishes a handoff taken back (takeBackHandoffLocked) once the

@@ -95,9 +95,10 @@ func TestRetainedMessageCompleteWhenStored(t *testing.T) {
 		nodetest.Expect[*proto.Pingresp](pub)
 	}()
 	stop := make(chan struct{})
-	snap := make(chan struct{})
+	snap := make(chan int)
 	go func() { // what a snapshot for a peer's catch-up does
-		defer close(snap)
+		withoutID := 0
+		defer func() { snap <- withoutID }()
 		for {
 			select {
 			case <-stop:
@@ -105,6 +106,9 @@ func TestRetainedMessageCompleteWhenStored(t *testing.T) {
 			default:
 			}
 			_ = b.EachRetained(func(m *session.Message) bool {
+				if m.ID.IsZero() {
+					withoutID++ // stored before it was complete
+				}
 				if _, err := session.MarshalMessage(m); err != nil {
 					t.Errorf("encode a stored retained message: %v", err)
 				}
@@ -114,7 +118,9 @@ func TestRetainedMessageCompleteWhenStored(t *testing.T) {
 	}()
 	wg.Wait()
 	close(stop)
-	<-snap
+	if n := <-snap; n > 0 {
+		t.Errorf("a snapshot saw %d stored retained messages without their id", n)
+	}
 	var ids int
 	_ = b.EachRetained(func(m *session.Message) bool {
 		if !m.ID.IsZero() {

@@ -4,7 +4,6 @@ package poll
 
 import (
 	"io"
-	"net"
 	"sync"
 	"testing"
 	"time"
@@ -16,28 +15,7 @@ import (
 // peer starts reading; a wake-up that found no waiter to land in was lost, and the
 // write failed at its deadline although the peer read everything.
 func TestFirstWaitForRoomIsWoken(t *testing.T) {
-	p, err := New()
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	pl, err := Listen(ln.(*net.TCPListener))
-	if err != nil {
-		t.Fatal(err)
-	}
-	got := make(chan *Conn, 1)
-	done := make(chan error, 1)
-	go func() {
-		done <- p.Accept(pl, func(c *Conn) Handler { got <- c; return optHandler{} })
-	}()
-	nc, err := net.DialTimeout("tcp", ln.Addr().String(), 10*time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c := <-got
+	c, nc, stop := acceptOne(t)
 	reading := make(chan struct{})
 	var once sync.Once
 	testHookWait = func() {
@@ -58,7 +36,5 @@ func TestFirstWaitForRoomIsWoken(t *testing.T) {
 	}
 	c.Close()
 	nc.Close()
-	pl.Close()
-	<-done
-	p.Close()
+	stop()
 }
