@@ -76,6 +76,7 @@ type Cluster struct {
 	ml      *memberlist.Memberlist
 	raft    *raft.Raft
 	raftDB  *raftboltdb.BoltStore
+	raftNet *raftLayer // Raft's own connections, cut at Close
 	routes  *routeBatcher
 	members *memberState
 
@@ -288,8 +289,9 @@ func (c *Cluster) startRaft() error {
 		store.Close()
 		return fmt.Errorf("raft snapshots in %s: %w", dir, err)
 	}
+	layer := newRaftLayer(c.mux)
 	trans := raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
-		Stream:  &raftLayer{newChanListener(c.mux, c.mux.raftConns)},
+		Stream:  layer,
 		MaxPool: 3,
 		Timeout: 10 * time.Second,
 		Logger:  hclogTo(c.log, "raft-net"),
@@ -309,7 +311,7 @@ func (c *Cluster) startRaft() error {
 		store.Close()
 		return fmt.Errorf("start raft: %w", err)
 	}
-	c.raft, c.raftDB = r, store
+	c.raft, c.raftDB, c.raftNet = r, store, layer
 	return nil
 }
 
@@ -336,7 +338,12 @@ func (c *Cluster) Close() error {
 		p.close()
 	}
 	if c.raft != nil {
-		if err := c.raft.Shutdown().Error(); err != nil {
+		stopped := c.raft.Shutdown()
+		// Raft waits for its RPCs in flight; one to a stalled peer would hold the
+		// shutdown until the transport's timeout. Raft is told to stop first, so
+		// nothing of it redials.
+		c.raftNet.closeDialed()
+		if err := stopped.Error(); err != nil {
 			errs = append(errs, fmt.Errorf("stop raft: %w", err))
 		}
 	}

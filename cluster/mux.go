@@ -143,15 +143,27 @@ func (l *chanListener) Close() error {
 
 func (l *chanListener) Addr() net.Addr { return l.m.ln.Addr() }
 
-// raftLayer is Raft's stream layer over the mux.
+// raftLayer is Raft's stream layer over the mux. It keeps the connections it
+// dialed so that closeDialed can end them: Raft's shutdown waits for RPCs in
+// flight, and one to a stalled peer blocks in a read until the transport's timeout.
 type raftLayer struct {
 	*chanListener
+
+	mu     sync.Mutex // guards dialed and done
+	dialed map[*dialedConn]struct{}
+	done   bool
 }
 
 var _ raft.StreamLayer = (*raftLayer)(nil)
 
+func newRaftLayer(m *mux) *raftLayer {
+	return &raftLayer{chanListener: newChanListener(m, m.raftConns), dialed: map[*dialedConn]struct{}{}}
+}
+
 // Addr is the address other nodes dial for Raft.
 func (l *raftLayer) Addr() net.Addr { return l.m.advertise }
+
+var errRaftLayerClosed = errors.New("cluster: raft stream layer closed")
 
 // Dial opens a Raft connection to a peer.
 func (l *raftLayer) Dial(address raft.ServerAddress, timeout time.Duration) (net.Conn, error) {
@@ -163,5 +175,38 @@ func (l *raftLayer) Dial(address raft.ServerAddress, timeout time.Duration) (net
 		c.Close()
 		return nil, fmt.Errorf("raft dial %s: %w", address, err)
 	}
-	return c, nil
+	dc := &dialedConn{Conn: c, l: l}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.done {
+		c.Close()
+		return nil, fmt.Errorf("raft dial %s: %w", address, errRaftLayerClosed)
+	}
+	l.dialed[dc] = struct{}{}
+	return dc, nil
+}
+
+// closeDialed closes every connection Dial made and makes later dials fail.
+func (l *raftLayer) closeDialed() {
+	l.mu.Lock()
+	l.done = true
+	dialed := l.dialed
+	l.dialed = map[*dialedConn]struct{}{}
+	l.mu.Unlock()
+	for c := range dialed {
+		c.Conn.Close()
+	}
+}
+
+// dialedConn is an outbound Raft connection that forgets itself when closed.
+type dialedConn struct {
+	net.Conn
+	l *raftLayer
+}
+
+func (c *dialedConn) Close() error {
+	c.l.mu.Lock()
+	delete(c.l.dialed, c)
+	c.l.mu.Unlock()
+	return c.Conn.Close()
 }

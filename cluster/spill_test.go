@@ -71,28 +71,36 @@ func TestSpilledBatchesAllArrive(t *testing.T) {
 	}
 }
 
-// TestCloseWithStalledPeer: a node whose forward stream to a stalled peer is blocked
-// by flow control stops at once. Closing the peer did not end the stream, so the
-// node waited for gRPC's keepalive to fail the transport (about 20 s).
+// TestCloseWithStalledPeer: a node whose forward stream and Raft heartbeats to a
+// stalled peer are blocked stops at once. Closing the peer did not end the stream,
+// so the node waited for gRPC's keepalive to fail the transport (about 20 s); and
+// the leader's Raft shutdown waited for a heartbeat blocked in a read on the
+// stalled peer's socket until Raft's 10 s network timeout.
 func TestCloseWithStalledPeer(t *testing.T) {
 	skipShort(t)
 	nodes := clustertest.Start(t, 3, clustertest.Options{Tune: func(cc *cluster.Config, nc *node.Config) {
 		cc.ForwardTimeout = 30 * time.Second // nothing moves to the spool meanwhile
 	}})
-	s3, _ := resume(t, nodes[2].Addr, proto.V311, "s3")
-	s3.Subscribe(1, 0, "stall/#")
-	clustertest.WaitRoute(t, nodes, "stall/#", "n3", "", true)
-	pub := nodetest.Connect(t, nodes[0].Addr, proto.V311, "pub")
-	nodes[2].StallPeer()
+	leader := clustertest.Leader(t, nodes)
+	stalled := nodes[0]
+	if stalled == leader {
+		stalled = nodes[1]
+	}
+	sub, _ := resume(t, stalled.Addr, proto.V311, "sub")
+	sub.Subscribe(1, 0, "stall/#")
+	clustertest.WaitRoute(t, nodes, "stall/#", stalled.Name, "", true)
+	pub := nodetest.Connect(t, leader.Addr, proto.V311, "pub")
+	stalled.StallPeer()
 	payload := make([]byte, 1000)
 	for i := 1; i <= 2000; i++ {
 		pub.Send(&proto.Publish{Topic: "stall/x", Payload: append(fmt.Appendf(nil, "%d", i), payload...)})
 	}
 	pub.Send(&proto.Pingreq{}) // answered once the publishes before it were routed
 	nodetest.Expect[*proto.Pingresp](pub)
+	time.Sleep(300 * time.Millisecond) // a Raft heartbeat to the stalled node is now waiting on its socket
 	start := time.Now()
-	nodes[0].Stop()
+	leader.Stop()
 	if d := time.Since(start); d > 8*time.Second {
-		t.Fatalf("n1 took %v to stop: its stream blocked on the stalled peer was not ended", d)
+		t.Fatalf("the leader %s took %v to stop: a stream or heartbeat blocked on the stalled peer was not ended", leader.Name, d)
 	}
 }
