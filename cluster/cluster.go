@@ -47,8 +47,10 @@ type Local interface {
 	WaitDurable(ctx context.Context, ticket uint64) error
 	// ReleaseClient closes the client's connection here because it connected to
 	// node to, and hands its session over when resume is set (discards it
-	// otherwise).
-	ReleaseClient(ctx context.Context, clientID, to string, resume bool) (state []byte, found bool, err error)
+	// otherwise). When this node is connecting the same id at this instant, it
+	// waits for that if toFirst (node to goes first), and answers contended
+	// otherwise.
+	ReleaseClient(ctx context.Context, clientID, to string, resume, toFirst bool) (state []byte, found, contended bool, err error)
 	// DeliverRelayed delivers a message relayed after a session that moved here,
 	// to that session, and returns the store ticket to wait for, and a channel (nil
 	// for none) when the session moved on and the message was relayed again.

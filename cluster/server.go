@@ -306,13 +306,16 @@ func (s *server) ProposeRoutes(ctx context.Context, req *peerpb.RouteChanges) (*
 	return &peerpb.ProposeResult{}, nil
 }
 
-// TakeOver closes the client's connection here and hands its session over.
+// TakeOver closes the client's connection here and hands its session over. Of two
+// nodes connecting one client id at the same instant, the one whose name sorts
+// first goes first.
 func (s *server) TakeOver(ctx context.Context, req *peerpb.TakeOverRequest) (*peerpb.TakeOverResponse, error) {
-	state, found, err := s.c.local.ReleaseClient(ctx, req.ClientId, req.Requester, req.Resume)
+	toFirst := req.Requester < s.c.name
+	state, found, contended, err := s.c.local.ReleaseClient(ctx, req.ClientId, req.Requester, req.Resume, toFirst)
 	if err != nil {
 		return nil, err
 	}
-	return &peerpb.TakeOverResponse{Found: found, Session: state}, nil
+	return &peerpb.TakeOverResponse{Found: found, Session: state, Contended: contended}, nil
 }
 
 // RetainedSnapshot streams every retained message and tombstone with its stamp and,

@@ -10,14 +10,15 @@ import (
 
 // TakeOver implements node.Cluster: every other live node closes clientID's
 // connection and hands over the session it held (resume) or discards it.
-func (c *Cluster) TakeOver(ctx context.Context, clientID string, resume bool) ([]byte, error) {
+func (c *Cluster) TakeOver(ctx context.Context, clientID string, resume bool) (state []byte, contended bool, err error) {
 	others := c.members.aliveOthers()
 	if len(others) == 0 {
-		return nil, nil
+		return nil, false, nil
 	}
 	type result struct {
-		state []byte
-		err   error
+		state     []byte
+		contended bool
+		err       error
 	}
 	results := make(chan result, len(others))
 	for _, n := range others {
@@ -32,19 +33,19 @@ func (c *Cluster) TakeOver(ctx context.Context, clientID string, resume bool) ([
 				results <- result{err: fmt.Errorf("take over %q from %s: %w", clientID, n, err)}
 				return
 			}
-			results <- result{state: res.Session}
+			results <- result{state: res.Session, contended: res.Contended}
 		}()
 	}
-	var state []byte
 	var errs []error
 	for range others {
 		r := <-results
 		if r.err != nil {
 			errs = append(errs, r.err)
 		}
+		contended = contended || r.contended
 		if len(r.state) > 0 && state == nil {
 			state = r.state
 		}
 	}
-	return state, errors.Join(errs...)
+	return state, contended, errors.Join(errs...)
 }

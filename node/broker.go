@@ -46,6 +46,9 @@ type Broker struct {
 	// importing has a channel, closed when done, for each client id whose session
 	// another node is handing over now (see DeliverRelayed).
 	importing map[string]chan struct{}
+	// connecting has the round of asking the other nodes for a client id that a
+	// CONNECT here is in (see contend.go).
+	connecting map[string]*pendingConnect
 	// parked holds the relays that arrived for a session while it was being
 	// imported, delivered to it once the import ends (endImportLocked).
 	parked map[string][]session.Delivery
@@ -127,6 +130,7 @@ func New(cfg Config) (*Broker, error) {
 		routeRefs:   make(map[routeRef]int),
 		importing:   make(map[string]chan struct{}),
 		parked:      make(map[string][]session.Delivery),
+		connecting:  make(map[string]*pendingConnect),
 		handoffs:    make(map[string]*handoff),
 		msgOrigin:   newMessageOrigin(),
 	}

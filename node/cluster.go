@@ -23,8 +23,10 @@ type Cluster interface {
 	Forward(m *session.Message, needAck bool) (notLocal map[string]bool, nodes int, done <-chan error)
 	// TakeOver closes clientID's connection on every other node and, when resume is
 	// set, returns the exported session one of them held (nil if none); a session
-	// held elsewhere is discarded when resume is not set.
-	TakeOver(ctx context.Context, clientID string, resume bool) ([]byte, error)
+	// held elsewhere is discarded when resume is not set. contended reports that a
+	// node that goes first is connecting the same id at this instant (see
+	// ReleaseClient).
+	TakeOver(ctx context.Context, clientID string, resume bool) (state []byte, contended bool, err error)
 	// Relay sends node to a delivery for clientID's session, which moved there from
 	// this node; d nil says no more relays follow. The channel (nil for d nil)
 	// yields once node to accepted the delivery, or an error.

@@ -39,20 +39,20 @@ func (h *heldTakeOver) Forward(*session.Message, bool) (map[string]bool, int, <-
 func (h *heldTakeOver) HasRoute(string, string, string) bool            { return false }
 func (h *heldTakeOver) ReplicateRetained(*session.Message) <-chan error { return nil }
 
-func (h *heldTakeOver) TakeOver(ctx context.Context, clientID string, resume bool) ([]byte, error) {
+func (h *heldTakeOver) TakeOver(ctx context.Context, clientID string, resume bool) ([]byte, bool, error) {
 	h.mu.Lock()
 	state, entered, release := h.state, h.entered, h.release
 	h.mu.Unlock()
 	if entered == nil || clientID != "back" {
-		return nil, nil
+		return nil, false, nil
 	}
 	close(entered)
 	select {
 	case <-release:
 	case <-ctx.Done():
-		return nil, ctx.Err()
+		return nil, false, ctx.Err()
 	}
-	return state, nil
+	return state, false, nil
 }
 
 func (h *heldTakeOver) Relay(to, clientID string, d *session.Delivery) <-chan error {
@@ -82,7 +82,7 @@ func TestComebackKeepsSubscriptionsUntilImported(t *testing.T) {
 	c.Subscribe(1, 1, "back/#")
 	c.Disconnect()
 	lcAwaitConnected(t, b, 0)
-	state, found, err := b.ReleaseClient(context.Background(), "back", "B", true)
+	state, found, _, err := b.ReleaseClient(context.Background(), "back", "B", true, false)
 	if err != nil || !found || state == nil {
 		t.Fatalf("hand the session over to B: %d bytes, found %v, %v", len(state), found, err)
 	}
@@ -123,7 +123,7 @@ func TestReleaseAfterRequesterGaveUp(t *testing.T) {
 	lcAwaitConnected(t, b, 0)
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	if state, _, err := b.ReleaseClient(ctx, "late", "B", true); err == nil || state != nil {
+	if state, _, _, err := b.ReleaseClient(ctx, "late", "B", true, false); err == nil || state != nil {
 		t.Fatalf("ReleaseClient after the requester gave up: %d bytes, %v; want an error and no state", len(state), err)
 	}
 	pub := nodetest.Connect(t, b.Addr, proto.V5, "pub")

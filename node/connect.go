@@ -1,7 +1,6 @@
 package node
 
 import (
-	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
@@ -195,24 +194,19 @@ func (b *Broker) register(c *conn, cleanStart bool) (present bool, err error) {
 		importDone = make(chan struct{})
 		b.mu.Lock()
 		b.importing[id] = importDone
-		back := b.takeBackHandoffLocked(id) // it left this node earlier and comes back now
 		b.mu.Unlock()
+		var asking *pendingConnect
+		var backs []*handoff // it left this node earlier and comes back now
 		defer func() {
 			b.mu.Lock()
 			b.deliverParkedLocked(id, b.endImportLocked(id, importDone))
+			b.endAskingLocked(id, asking) // the connection is registered (or refused)
 			b.mu.Unlock()
-			b.endTakenBack(back) // after the session is back: no gap without a subscriber
+			for _, h := range backs {
+				b.endTakenBack(h) // after the session is back: no gap without a subscriber
+			}
 		}()
-		// A client id is live on at most one node: close it elsewhere, and bring its
-		// session here [MQTT-3.1.4-3] across the cluster.
-		ctx, cancel := context.WithTimeout(context.Background(), b.cfg.ConnectTimeout)
-		remote, err = cl.TakeOver(ctx, id, !cleanStart)
-		cancel()
-		if err != nil {
-			// Best effort: a peer that cannot be reached cannot hold a live
-			// connection we could close; its session stays there until it returns.
-			c.log.Warn("take over the client id from other nodes", "err", err)
-		}
+		remote, asking, backs = b.takeOverFromCluster(c, cl, cleanStart)
 	}
 	for {
 		b.mu.Lock()
@@ -250,15 +244,7 @@ func (b *Broker) register(c *conn, cleanStart bool) (present bool, err error) {
 		}
 	}
 	if rec == nil && remote != nil && !cleanStart {
-		imported, err := b.importSessionLocked(id, remote)
-		if err != nil {
-			c.log.Error("import the session handed over by another node", "err", err)
-		} else {
-			rec = imported
-			// Until the old node is done relaying, a message may come both ways.
-			rec.s.WatchDuplicates(0)
-			time.AfterFunc(handoverMax+duplicateLinger, rec.s.StopWatchingDuplicates)
-		}
+		rec = b.adoptRemoteLocked(c, remote)
 	}
 	if rec == nil {
 		rec = &sessionRecord{s: session.New(id, b.cfg.Session)}
@@ -283,6 +269,20 @@ func (b *Broker) register(c *conn, cleanStart bool) (present bool, err error) {
 		go b.publish(endedWill.message(b.now()))
 	}
 	return present, nil
+}
+
+// adoptRemoteLocked imports the session another node handed over for c's client
+// id, or returns nil when it cannot be read. b.mu is held.
+func (b *Broker) adoptRemoteLocked(c *conn, remote []byte) *sessionRecord {
+	rec, err := b.importSessionLocked(c.clientID, remote)
+	if err != nil {
+		c.log.Error("import the session handed over by another node", "err", err)
+		return nil
+	}
+	// Until the old node is done relaying, a message may come both ways.
+	rec.s.WatchDuplicates(0)
+	time.AfterFunc(handoverMax+duplicateLinger, rec.s.StopWatchingDuplicates)
+	return rec
 }
 
 // discardSessionLocked removes a session and its subscriptions, from disk too. b.mu

@@ -58,8 +58,19 @@ func (b *Broker) messageID() session.MessageID {
 // here is closed (5.0: DISCONNECT 0x8E), and a persistent session, when the client
 // resumes it, is exported and handed over (it relays what still arrives here for a
 // while); otherwise the session is discarded. found reports whether this node had
-// the client at all.
-func (b *Broker) ReleaseClient(ctx context.Context, clientID, to string, resume bool) (state []byte, found bool, err error) {
+// the client at all. When this node is connecting the id at this instant too, the
+// request waits for that connection if toFirst (node to goes first), and is
+// answered contended otherwise (see contend.go).
+func (b *Broker) ReleaseClient(ctx context.Context, clientID, to string, resume, toFirst bool) (state []byte, found, contended bool, err error) {
+	if contended, err := b.waitForAsking(ctx, clientID, toFirst); contended || err != nil {
+		return nil, false, contended, err
+	}
+	state, found, err = b.releaseClient(ctx, clientID, to, resume)
+	return state, found, false, err
+}
+
+// releaseClient is ReleaseClient once no CONNECT of this node contends.
+func (b *Broker) releaseClient(ctx context.Context, clientID, to string, resume bool) (state []byte, found bool, err error) {
 	b.mu.Lock()
 	c := b.clients[clientID]
 	b.mu.Unlock()

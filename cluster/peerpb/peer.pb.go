@@ -610,7 +610,11 @@ type TakeOverResponse struct {
 	Found bool                   `protobuf:"varint,1,opt,name=found,proto3" json:"found,omitempty"`
 	// session is the session state in the session package's export encoding; empty
 	// when the node had only a live connection with a clean session.
-	Session       []byte `protobuf:"bytes,2,opt,name=session,proto3" json:"session,omitempty"`
+	Session []byte `protobuf:"bytes,2,opt,name=session,proto3" json:"session,omitempty"`
+	// contended: the node is connecting the same client id at this instant and goes
+	// first (its name sorts before the requester's); the requester asks again once
+	// that CONNECT is done, and then closes it like any other.
+	Contended     bool `protobuf:"varint,3,opt,name=contended,proto3" json:"contended,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -657,6 +661,13 @@ func (x *TakeOverResponse) GetSession() []byte {
 		return x.Session
 	}
 	return nil
+}
+
+func (x *TakeOverResponse) GetContended() bool {
+	if x != nil {
+		return x.Contended
+	}
+	return false
 }
 
 type RetainedRequest struct {
@@ -914,10 +925,11 @@ const file_peer_proto_rawDesc = "" +
 	"\x0fTakeOverRequest\x12\x1b\n" +
 	"\tclient_id\x18\x01 \x01(\tR\bclientId\x12\x1c\n" +
 	"\trequester\x18\x02 \x01(\tR\trequester\x12\x16\n" +
-	"\x06resume\x18\x03 \x01(\bR\x06resume\"B\n" +
+	"\x06resume\x18\x03 \x01(\bR\x06resume\"`\n" +
 	"\x10TakeOverResponse\x12\x14\n" +
 	"\x05found\x18\x01 \x01(\bR\x05found\x12\x18\n" +
-	"\asession\x18\x02 \x01(\fR\asession\"B\n" +
+	"\asession\x18\x02 \x01(\fR\asession\x12\x1c\n" +
+	"\tcontended\x18\x03 \x01(\bR\tcontended\"B\n" +
 	"\x0fRetainedRequest\x12\x12\n" +
 	"\x04from\x18\x01 \x01(\tR\x04from\x12\x1b\n" +
 	"\tpull_back\x18\x02 \x01(\bR\bpullBack\":\n" +
